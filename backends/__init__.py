@@ -1,0 +1,1 @@
+"""Backends: one module or sub-package per target behind one small interface."""

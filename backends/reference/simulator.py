@@ -1,0 +1,318 @@
+"""The reference simulator: a batched, time-blocked torch simulation of an SNN-level graph.
+
+It implements exactly the update written in ``neurocc.ir.snn`` (float mode). For speed it simulates
+population by population over a block of time steps: the projections of a block are one batched op
+over (steps x samples) inputs, and only the membrane update loops over steps. Constant analog input
+is projected once per block. Blocks carry all state (membrane potentials, max-pool gate counts,
+delay lines), so the result does not depend on the block length.
+
+Counting conventions of the trace (all summed over the samples of the run):
+  * spikes: spikes emitted by spiking populations per step (analog input current is not spikes;
+    Poisson input spikes are counted under the input's name);
+  * synaptic events: a spike times the number of synapses leaving its neuron (anytime-perception §4),
+    counted from the projections' weights (non-zero entries; pooling windows count one synapse per
+    covered input; a chain with two weighted ops counts paths).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from neurocc.errors import NeuroccError
+from neurocc.ir import Graph, ops
+from neurocc.ir.executor import apply_chain
+from neurocc.ir.snn import InputSource, Population
+
+CODINGS = ("analog", "poisson")
+_BLOCK_BYTES = 256 * 2 ** 20   # budget for one block's spike tensors
+
+
+@dataclass
+class Trace:
+    """What a run recorded, per time step (index 0 is step 1)."""
+    steps: int
+    samples: int
+    predictions: dict                     # output name -> (steps, samples) int64 predicted class
+    spikes: dict                          # node name -> (steps,) float64 total spikes
+    synaptic_events: np.ndarray           # (steps,) float64 total synaptic events
+    final_readout: dict = field(default_factory=dict)   # output name -> (samples, classes) last potentials
+
+    @staticmethod
+    def concat(parts: list["Trace"]) -> "Trace":
+        first = parts[0]
+        return Trace(
+            steps=first.steps, samples=sum(p.samples for p in parts),
+            predictions={k: np.concatenate([p.predictions[k] for p in parts], axis=1) for k in first.predictions},
+            spikes={k: sum(p.spikes[k] for p in parts) for k in first.spikes},
+            synaptic_events=sum(p.synaptic_events for p in parts),
+            final_readout={k: np.concatenate([p.final_readout[k] for p in parts]) for k in first.final_readout})
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mixing function (lowbias32), on int64 tensors; identical on CPU and CUDA."""
+    m = 0xFFFFFFFF
+    x = x & m
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & m
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & m
+    return x ^ (x >> 16)
+
+
+def poisson_spikes(x: torch.Tensor, sample_ids: torch.Tensor, steps: torch.Tensor, seed: int) -> torch.Tensor:
+    """Signed Bernoulli spikes: sign(x) with probability min(|x|, 1), for each step in ``steps``.
+
+    The random number of (seed, sample, step, input element) comes from a counter-based hash, so a
+    sample's spikes do not depend on the batch it is in, on the device, or on the time blocking.
+    Returns (len(steps), B, ...) in x's dtype.
+    """
+    elem = torch.arange(x[0].numel(), device=x.device, dtype=torch.int64)
+    key = _hash32(elem + _hash32(torch.tensor(seed, dtype=torch.int64, device=x.device)))
+    key = _hash32(key[None, :] + _hash32(sample_ids.to(x.device)[:, None] * 0x9E3779B1))      # (B, E)
+    u = _hash32(key[None] + _hash32(steps.to(x.device) * 0x85EBCA6B)[:, None, None])           # (T, B, E)
+    u = u.to(torch.float64) / 2 ** 32
+    p = x.abs().reshape(1, x.shape[0], -1).to(torch.float64)
+    s = (u < p).to(x.dtype) * torch.sign(x).reshape(1, x.shape[0], -1)
+    return s.reshape((len(steps),) + tuple(x.shape))
+
+
+def _counting_op(op: ops.Op) -> list:
+    """Ops whose vector-Jacobian product with ones counts the synapses leaving each input neuron."""
+    if isinstance(op, (ops.Conv, ops.Gemm)):
+        return [dataclasses.replace(op, weight=(op.weight != 0).astype(np.float32))]
+    if isinstance(op, ops.Affine) and op.scale is not None:
+        return [dataclasses.replace(op, scale=(op.scale != 0).astype(np.float32))]
+    if isinstance(op, (ops.AvgPool, ops.MaxPool)):
+        window = float(np.prod(op.kernel))
+        pool = ops.AvgPool(kernel=op.kernel, strides=op.strides, pads=op.pads, count_include_pad=True,
+                           ceil_mode=op.ceil_mode)
+        return [pool, ops.Affine(scale=np.float32(window))]
+    return [op]
+
+
+def fan_out(graph: Graph, src: str) -> np.ndarray:
+    """Synapses leaving each neuron of ``src`` (summed over its projections), shape of ``src``."""
+    total = np.zeros(graph.shape(src), np.float64)
+    for _, dst, k, d in graph.nx.out_edges(src, keys=True, data=True):
+        chain = [c for op in d["proj"].ops for c in _counting_op(op)]
+        x = torch.ones((1,) + graph.shape(src), dtype=torch.float64, requires_grad=True)
+        y = apply_chain(chain, x)
+        (grad,) = torch.autograd.grad(y.sum(), x)
+        total += grad[0].numpy()
+    return total
+
+
+class _Gate:
+    """State of one gated max-pool (weighted-spikes §4.5): accumulated input C and pooled max M."""
+
+    def __init__(self):
+        self.acc = None
+        self.pooled = None
+
+    def __call__(self, op: ops.MaxPool, s: torch.Tensor) -> torch.Tensor:
+        t, b = s.shape[:2]
+        acc = torch.cumsum(s, dim=0) + (self.acc if self.acc is not None else 0)
+        flat = ops.apply(op, [acc.reshape((t * b,) + tuple(acc.shape[2:]))])
+        pooled = flat.reshape((t, b) + tuple(flat.shape[1:]))
+        prev = self.pooled if self.pooled is not None else torch.zeros_like(pooled[:1])
+        out = pooled - torch.cat([prev, pooled[:-1]])
+        self.acc, self.pooled = acc[-1:], pooled[-1:]
+        return out
+
+
+class _BatchRun:
+    """Simulates one batch of samples through all steps, block by block."""
+
+    def __init__(self, sim: "Simulator", x: torch.Tensor, sample_ids: torch.Tensor):
+        self.sim, self.x, self.ids = sim, x, sample_ids
+        g = sim.graph
+        self.b = x.shape[0]
+        self.v = {}
+        for name in sim.order:
+            node = g.payload(name)
+            if isinstance(node, Population):
+                self.v[name] = torch.full((self.b,) + node.shape, node.v0 * node.threshold,
+                                          dtype=sim.dtype, device=sim.device)
+        self.gates = {key: _Gate() for key in sim.gated}
+        self.history: dict[str, torch.Tensor] = {}      # last max-delay steps of each delayed source
+        self.counts = {n: torch.zeros((self.b,) + g.shape(n), dtype=sim.dtype, device=sim.device)
+                       for n in g.outputs if g.payload(n).readout == "spike"}
+
+    def _source(self, name: str, t0: int, t1: int) -> tuple[torch.Tensor, bool]:
+        """(spikes of an input source for steps t0..t1-1, constant-over-time flag)."""
+        node = self.sim.graph.payload(name)
+        xs = self.x / node.scale
+        if self.sim.coding == "analog":
+            return xs[None], True
+        steps = torch.arange(t0 + 1, t1 + 1, dtype=torch.int64)
+        return poisson_spikes(xs, self.ids, steps, self.sim.seed), False
+
+    def _delayed(self, src: str, s: torch.Tensor, delay: int, tb: int) -> torch.Tensor:
+        if delay == 0:
+            return s
+        past = self.history.get(src)
+        if past is None:
+            past = torch.zeros((self.sim.max_delay[src],) + tuple(s.shape[1:]), dtype=s.dtype, device=s.device)
+        return torch.cat([past, s])[-delay - tb:-delay]
+
+    def block(self, t0: int, t1: int, record) -> None:
+        sim, g, tb = self.sim, self.sim.graph, t1 - t0
+        spikes: dict[str, torch.Tensor] = {}
+        constant: dict[str, bool] = {}
+        for name in sim.order:
+            node = g.payload(name)
+            if isinstance(node, InputSource):
+                spikes[name], constant[name] = self._source(name, t0, t1)
+                if not constant[name]:
+                    record.spikes(name, spikes[name])
+                continue
+            current = ops.tensor_of(node, "bias", self.x)[None, None]
+            for src, _, k, proj in sim.incoming[name]:
+                s = spikes[src]
+                if proj.delay or (proj.ops and isinstance(proj.ops[0], ops.MaxPool)):
+                    if constant[src]:
+                        s = s.expand((tb,) + tuple(s.shape[1:]))
+                    s = self._delayed(src, s, proj.delay, tb)
+                chain = proj.ops
+                if chain and isinstance(chain[0], ops.MaxPool):
+                    s = self.gates[(src, name, k)](chain[0], s)
+                    chain = chain[1:]
+                t = s.shape[0]
+                flat = apply_chain(chain, s.reshape((t * self.b,) + tuple(s.shape[2:])))
+                current = current + flat.reshape((t, self.b) + tuple(flat.shape[1:]))
+            if current.shape[0] == 1 and tb > 1:
+                current = current.expand((tb,) + tuple(current.shape[1:]))
+            spikes[name] = self._integrate(name, node, current, record)
+            constant[name] = False
+        for src, depth in sim.max_delay.items():
+            s = spikes[src]
+            if constant[src]:
+                s = s.expand((tb,) + tuple(s.shape[1:]))
+            past = self.history.get(src)
+            joined = s if past is None else torch.cat([past, s])
+            self.history[src] = joined[-depth:]
+
+    def _integrate(self, name: str, node: Population, current: torch.Tensor, record) -> torch.Tensor:
+        v = self.v[name]
+        if node.readout == "accumulate":
+            potentials = v[None] + torch.cumsum(current, dim=0)
+            self.v[name] = potentials[-1].clone()
+            record.readout(name, potentials)
+            return potentials  # not consumed: outputs have no outgoing projections
+        thr = node.threshold
+        out = torch.empty_like(current)
+        for t in range(current.shape[0]):
+            v.add_(current[t])
+            fired = v >= thr
+            s = fired.to(v.dtype)
+            if node.reset == "subtract":
+                v.sub_(s * thr)
+            else:
+                v.masked_fill_(fired, 0.0)
+            out[t] = s
+        record.spikes(name, out)
+        if name in self.counts:
+            counts = self.counts[name][None] + torch.cumsum(out, dim=0)
+            self.counts[name] = counts[-1].clone()
+            record.count_readout(name, counts, v)
+        return out
+
+
+class _Recorder:
+    """Accumulates one batch's per-step statistics on the host."""
+
+    def __init__(self, sim: "Simulator", steps: int, batch: int):
+        self.sim = sim
+        self.pred = {o: np.zeros((steps, batch), np.int64) for o in sim.graph.outputs}
+        self.spike_totals = {n: np.zeros(steps) for n in sim.spiking}
+        self.events = np.zeros(steps)
+        self.final: dict = {}
+        self.t0 = 0
+
+    def spikes(self, name: str, s: torch.Tensor) -> None:
+        t = s.shape[0]
+        per_neuron = s.abs().sum(dim=1).reshape(t, -1).to(torch.float64)
+        self.spike_totals[name][self.t0:self.t0 + t] += per_neuron.sum(dim=1).cpu().numpy()
+        fan = self.sim.fanout.get(name)
+        if fan is not None:
+            self.events[self.t0:self.t0 + t] += (per_neuron @ fan).cpu().numpy()
+
+    def readout(self, name: str, potentials: torch.Tensor) -> None:
+        t = potentials.shape[0]
+        flat = potentials.reshape(t, potentials.shape[1], -1)
+        self.pred[name][self.t0:self.t0 + t] = flat.argmax(dim=2).cpu().numpy()
+        self.final[name] = flat[-1].cpu().numpy()
+
+    def count_readout(self, name: str, counts: torch.Tensor, v: torch.Tensor) -> None:
+        """Spike-count read-out: the class with most spikes; ties go to the higher membrane potential."""
+        t = counts.shape[0]
+        flat = counts.reshape(t, counts.shape[1], -1)
+        best = flat.max(dim=2, keepdim=True).values
+        vv = v.reshape(1, v.shape[0], -1).expand_as(flat)
+        score = torch.where(flat == best, vv, torch.full_like(vv, -math.inf))
+        self.pred[name][self.t0:self.t0 + t] = score.argmax(dim=2).cpu().numpy()
+        self.final[name] = flat[-1].cpu().numpy()
+
+
+class Simulator:
+    """Reference simulation of an SNN-level graph in float mode."""
+
+    def __init__(self, graph: Graph, device: str = "cpu", coding: str = "analog", seed: int = 0,
+                 dtype=torch.float32):
+        if graph.level != "snn":
+            raise ValueError("the simulator needs an SNN-level graph")
+        if coding not in CODINGS:
+            raise NeuroccError(f"unknown input coding {coding!r}; use one of {', '.join(CODINGS)}")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise NeuroccError("--device cuda was asked for, but torch sees no CUDA device here")
+        self.graph, self.device, self.coding, self.seed, self.dtype = graph, torch.device(device), coding, seed, dtype
+        self.order = graph.topo_order()
+        self.incoming = {n: [(u, v, k, d["proj"]) for u, v, k, d in graph.nx.in_edges(n, keys=True, data=True)]
+                         for n in self.order}
+        self.gated = [(u, v, k) for n in self.order for u, v, k, p in self.incoming[n]
+                      if p.ops and isinstance(p.ops[0], ops.MaxPool)]
+        self.max_delay: dict[str, int] = {}
+        for n in self.order:
+            for u, _, _, p in self.incoming[n]:
+                if p.delay:
+                    self.max_delay[u] = max(self.max_delay.get(u, 0), p.delay)
+        self.spiking = [n for n in self.order if isinstance(graph.payload(n), Population)
+                        and graph.payload(n).readout == "spike"]
+        if coding == "poisson":
+            self.spiking = list(graph.inputs) + self.spiking
+        self.fanout = {n: torch.as_tensor(fan_out(graph, n).reshape(-1), device=self.device)
+                       for n in self.spiking if graph.nx.out_degree(n)}
+        self.neurons = sum(int(np.prod(graph.shape(n))) for n in self.order)
+
+    def block_steps(self, batch: int, steps: int) -> int:
+        per_step = batch * self.neurons * torch.tensor([], dtype=self.dtype).element_size() * 3
+        return int(max(1, min(steps, _BLOCK_BYTES // max(per_step, 1))))
+
+    @torch.no_grad()
+    def run_batch(self, x: np.ndarray, steps: int, sample_ids: np.ndarray, block: Optional[int] = None) -> Trace:
+        xt = torch.as_tensor(np.ascontiguousarray(x), dtype=self.dtype, device=self.device)
+        ids = torch.as_tensor(sample_ids, dtype=torch.int64, device=self.device)
+        run = _BatchRun(self, xt, ids)
+        rec = _Recorder(self, steps, xt.shape[0])
+        block = block or self.block_steps(xt.shape[0], steps)
+        for t0 in range(0, steps, block):
+            rec.t0 = t0
+            run.block(t0, min(steps, t0 + block), rec)
+        return Trace(steps=steps, samples=xt.shape[0], predictions=rec.pred, spikes=rec.spike_totals,
+                     synaptic_events=rec.events, final_readout=rec.final)
+
+    def run(self, x: np.ndarray, steps: int, batch_size: int = 64, block: Optional[int] = None,
+            progress: Callable = lambda it: it) -> Trace:
+        """Simulate ``steps`` time steps for every sample of ``x`` (already pre-processed)."""
+        if steps < 1:
+            raise NeuroccError(f"--steps must be at least 1, got {steps}")
+        parts = []
+        for start in progress(range(0, len(x), batch_size)):
+            ids = np.arange(start, min(len(x), start + batch_size))
+            parts.append(self.run_batch(x[start:start + batch_size], steps, ids, block))
+        return Trace.concat(parts)

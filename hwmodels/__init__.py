@@ -1,0 +1,1 @@
+"""Hardware models of the targets (one TOML per chip) and their loader."""

@@ -1,0 +1,93 @@
+"""Executors that define what a graph computes, one batch at a time (torch, float32 by default).
+
+* ``run_ann``: the ANN-level graph, op by op; tested against onnxruntime.
+* ``run_rate``: the rate (ANN-equivalent) view of an SNN-level graph: every population outputs
+  relu(I) (capped at its ``cap``, and at one spike per step when ``saturate``), accumulators output I.
+  Multiplying an output by its population's ``scale`` recovers the ANN's value, which is how the
+  normalisation pass is tested, and what spiking rates converge to.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Optional
+
+import numpy as np
+import torch
+
+from . import ops
+from .graph import Graph
+from .snn import InputSource, Population
+
+
+def _as_tensor(x, dtype=torch.float32, device="cpu") -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+
+
+def _bind_inputs(graph: Graph, x) -> dict:
+    if isinstance(x, Mapping):
+        return dict(x)
+    if len(graph.inputs) != 1:
+        raise ValueError(f"graph has {len(graph.inputs)} inputs; pass a dict name -> array")
+    return {graph.inputs[0]: x}
+
+
+@torch.no_grad()
+def run_ann(graph: Graph, x, keep: Optional[Callable[[str], bool]] = None,
+            dtype=torch.float32, device="cpu") -> dict[str, torch.Tensor]:
+    """Evaluate an ANN-level graph on one batch.
+
+    Returns the outputs, plus every node for which ``keep(name)`` is true. Intermediate values are
+    freed as soon as their last consumer has run.
+    """
+    assert graph.level == "ann", "run_ann needs an ANN-level graph"
+    bound = _bind_inputs(graph, x)
+    values: dict[str, torch.Tensor] = {}
+    remaining = {n: len(graph.consumers(n)) for n in graph.nodes()}
+    wanted = set(graph.outputs)
+    result: dict[str, torch.Tensor] = {}
+    for name in graph.topo_order():
+        op = graph.payload(name)
+        if isinstance(op, ops.Input):
+            values[name] = _as_tensor(bound[name], dtype, device)
+        else:
+            srcs = graph.inputs_of(name)
+            values[name] = ops.apply(op, [values[s] for s in srcs])
+            for s in srcs:
+                remaining[s] -= 1
+                if remaining[s] == 0 and s not in wanted and not (keep and keep(s)):
+                    values.pop(s, None)
+        if name in wanted or (keep and keep(name)):
+            result[name] = values[name]
+    return result
+
+
+def apply_chain(chain, x: torch.Tensor) -> torch.Tensor:
+    """Apply a projection's ops in order (MaxPool acts as a plain max here: the rate limit of the gate)."""
+    for op in chain:
+        x = ops.apply(op, [x])
+    return x
+
+
+@torch.no_grad()
+def run_rate(graph: Graph, x, saturate: bool = False, keep: Optional[Callable[[str], bool]] = None,
+             dtype=torch.float32, device="cpu") -> dict[str, torch.Tensor]:
+    """Evaluate the rate view of an SNN-level graph on one batch (see the module docstring)."""
+    assert graph.level == "snn", "run_rate needs an SNN-level graph"
+    bound = _bind_inputs(graph, x)
+    values: dict[str, torch.Tensor] = {}
+    for name in graph.topo_order():
+        node = graph.payload(name)
+        if isinstance(node, InputSource):
+            values[name] = _as_tensor(bound[name], dtype, device) / node.scale
+            continue
+        batch = next(iter(values.values())).shape[0]
+        current = ops.tensor_of(node, "bias", values[graph.inputs[0]]).expand(batch, *node.shape)
+        for src, _, proj in graph.projections(name):
+            current = current + apply_chain(proj.ops, values[src])
+        if node.readout == "accumulate":
+            values[name] = current
+        else:
+            rate = torch.clamp(current, min=0.0, max=node.cap)
+            values[name] = torch.clamp(rate, max=1.0) if saturate else rate
+    return {n: v for n, v in values.items() if n in graph.outputs or (keep and keep(n))}

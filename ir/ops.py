@@ -1,0 +1,309 @@
+"""Operator payloads of the IR and their meaning.
+
+Each ANN-level node carries one of these frozen dataclasses. The same classes describe the linear
+chains inside SNN projections (see ``ir.snn``), so the ANN executor and the spiking simulator share
+one implementation of every op: ``apply(op, inputs)``.
+
+Shapes exclude the batch axis; tensors passed to ``apply`` include it (``N x ...``).
+Conventions (all from the ONNX operator spec, after canonicalisation):
+
+* ``Conv``: y = conv2d(pad(x, pads), weight, stride, dilation, groups) + bias, weight ``(O, I/g, kh, kw)``,
+  ``pads = (top, left, bottom, right)``.
+* ``Gemm``: y = x @ weight.T + bias, weight ``(out, in)``.
+* ``Affine``: y = x * scale + shift, both broadcast against ``x.shape[1:]`` (None means 1 / 0).
+* ``BatchNorm``: y = (x - mean) / sqrt(var + eps) * scale + bias, per channel (axis 1).
+* ``Relu``: y = min(max(x, 0), cap) (cap None: no upper bound). Clip(min=0, max=cap) maps here.
+* ``AvgPool`` / ``MaxPool``: 2-D pooling with ONNX pads ``(top, left, bottom, right)``.
+* ``Pad``: zero padding, ``pads`` = ((begin, end) for every non-batch axis).
+* ``Slice``: ``slices`` = ((axis, start, stop, step), ...) with axis counted without the batch axis.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _frozen_array(a) -> Optional[np.ndarray]:
+    """A read-only float32 copy, so that payloads cannot be changed behind a pass's back."""
+    if a is None:
+        return None
+    arr = np.array(a, dtype=np.float32, copy=True)
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    """Base class. ``arity`` is the number of data inputs (None: any number >= 1)."""
+    arity = 1
+
+    def tensors(self) -> dict:
+        """The array-valued fields (serialised to npz)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), np.ndarray)}
+
+    def without_constant(self) -> "Op":
+        """The linear part of an affine op (biases and shifts removed); itself for linear ops."""
+        return self
+
+    def has_constant(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, eq=False)
+class Input(Op):
+    """A graph input; ``shape`` excludes the batch axis."""
+    shape: tuple
+    arity = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Conv(Op):
+    weight: np.ndarray
+    bias: Optional[np.ndarray] = None
+    strides: tuple = (1, 1)
+    pads: tuple = (0, 0, 0, 0)
+    dilations: tuple = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "weight", _frozen_array(self.weight))
+        object.__setattr__(self, "bias", _frozen_array(self.bias))
+
+    def without_constant(self):
+        return dataclasses.replace(self, bias=None)
+
+    def has_constant(self):
+        return self.bias is not None
+
+
+@dataclass(frozen=True, eq=False)
+class Gemm(Op):
+    weight: np.ndarray
+    bias: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "weight", _frozen_array(self.weight))
+        object.__setattr__(self, "bias", _frozen_array(self.bias))
+
+    def without_constant(self):
+        return dataclasses.replace(self, bias=None)
+
+    def has_constant(self):
+        return self.bias is not None
+
+
+@dataclass(frozen=True, eq=False)
+class BatchNorm(Op):
+    scale: np.ndarray
+    bias: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    eps: float = 1e-5
+
+    def __post_init__(self):
+        for name in ("scale", "bias", "mean", "var"):
+            object.__setattr__(self, name, _frozen_array(getattr(self, name)))
+
+    def as_affine(self, channel_dims: int) -> "Affine":
+        """The same per-channel map as an ``Affine`` for an input with ``channel_dims`` non-batch axes."""
+        gain = self.scale / np.sqrt(self.var + np.float32(self.eps))
+        shape = (-1,) + (1,) * (channel_dims - 1)
+        return Affine(scale=gain.reshape(shape), shift=(self.bias - self.mean * gain).reshape(shape))
+
+
+@dataclass(frozen=True, eq=False)
+class Affine(Op):
+    scale: Optional[np.ndarray] = None
+    shift: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "scale", _frozen_array(self.scale))
+        object.__setattr__(self, "shift", _frozen_array(self.shift))
+
+    def without_constant(self):
+        return dataclasses.replace(self, shift=None)
+
+    def has_constant(self):
+        return self.shift is not None
+
+
+@dataclass(frozen=True, eq=False)
+class Relu(Op):
+    cap: Optional[float] = None
+
+
+@dataclass(frozen=True, eq=False)
+class Add(Op):
+    arity = None
+
+
+@dataclass(frozen=True, eq=False)
+class Concat(Op):
+    """Concatenation along ``axis`` (counted without the batch axis; 0 is channels)."""
+    axis: int = 0
+    arity = None
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPool(Op):
+    kernel: tuple
+    strides: tuple
+    pads: tuple = (0, 0, 0, 0)
+    count_include_pad: bool = False
+    ceil_mode: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool(Op):
+    kernel: tuple
+    strides: tuple
+    pads: tuple = (0, 0, 0, 0)
+    dilations: tuple = (1, 1)
+    ceil_mode: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class GlobalAvgPool(Op):
+    pass
+
+
+@dataclass(frozen=True, eq=False)
+class Flatten(Op):
+    pass
+
+
+@dataclass(frozen=True, eq=False)
+class Pad(Op):
+    pads: tuple  # ((begin, end), ...) per non-batch axis
+
+
+@dataclass(frozen=True, eq=False)
+class Slice(Op):
+    slices: tuple  # ((axis, start, stop, step), ...), axis without the batch axis
+
+
+OP_TYPES = {cls.__name__: cls for cls in (Input, Conv, Gemm, BatchNorm, Affine, Relu, Add, Concat,
+                                          AvgPool, MaxPool, GlobalAvgPool, Flatten, Pad, Slice)}
+LINEAR_OPS = (Conv, Gemm, BatchNorm, Affine, Add, Concat, AvgPool, GlobalAvgPool, Flatten, Pad, Slice)
+
+
+def tensor_of(payload, field: str, like: torch.Tensor) -> torch.Tensor:
+    """``payload.field`` as a torch tensor on ``like``'s device and dtype, converted once and cached.
+
+    Payload arrays are read-only and never change, so the cache (kept on the payload object, outside
+    its dataclass fields) stays valid for the payload's lifetime.
+    """
+    cache = payload.__dict__.setdefault("_torch_cache", {})
+    key = (field, like.device, like.dtype)
+    if key not in cache:
+        cache[key] = torch.tensor(np.array(getattr(payload, field)), device=like.device, dtype=like.dtype)
+    return cache[key]
+
+
+def _onnx_pad_2d(pads) -> tuple:
+    """ONNX (top, left, bottom, right) to torch's F.pad order (left, right, top, bottom)."""
+    top, left, bottom, right = pads
+    return (left, right, top, bottom)
+
+
+def _conv(op: Conv, x):
+    if any(op.pads):
+        x = F.pad(x, _onnx_pad_2d(op.pads))
+    bias = None if op.bias is None else tensor_of(op, "bias", x)
+    return F.conv2d(x, tensor_of(op, "weight", x), bias, stride=op.strides, dilation=op.dilations, groups=op.groups)
+
+
+def _gemm(op: Gemm, x):
+    return F.linear(x, tensor_of(op, "weight", x), None if op.bias is None else tensor_of(op, "bias", x))
+
+
+def _affine(op: Affine, x):
+    if op.scale is not None:
+        x = x * tensor_of(op, "scale", x)
+    if op.shift is not None:
+        x = x + tensor_of(op, "shift", x)
+    return x
+
+
+def _batchnorm(op: BatchNorm, x):
+    return _affine(op.as_affine(x.dim() - 1), x)
+
+
+def _relu(op: Relu, x):
+    return torch.clamp(x, min=0.0, max=op.cap)
+
+
+def _pool_padding(op, x, value):
+    if any(op.pads):
+        x = F.pad(x, _onnx_pad_2d(op.pads), value=value)
+    return x
+
+
+def _avgpool(op: AvgPool, x):
+    if not any(op.pads):
+        return F.avg_pool2d(x, op.kernel, op.strides, ceil_mode=op.ceil_mode)
+    if op.count_include_pad:
+        return F.avg_pool2d(_pool_padding(op, x, 0.0), op.kernel, op.strides, ceil_mode=op.ceil_mode)
+    # Exclude padded cells from the divisor: sum over the window / number of real cells.
+    padded = _pool_padding(op, x, 0.0)
+    ones = _pool_padding(op, torch.ones_like(x[:1, :1]), 0.0)
+    sums = F.avg_pool2d(padded, op.kernel, op.strides, ceil_mode=op.ceil_mode)
+    counts = F.avg_pool2d(ones, op.kernel, op.strides, ceil_mode=op.ceil_mode)
+    return sums / counts
+
+
+def _maxpool(op: MaxPool, x):
+    return F.max_pool2d(_pool_padding(op, x, float("-inf")), op.kernel, op.strides,
+                        dilation=op.dilations, ceil_mode=op.ceil_mode)
+
+
+def _pad(op: Pad, x):
+    flat = []
+    for begin, end in reversed(op.pads):
+        flat += [begin, end]
+    return F.pad(x, tuple(flat))
+
+
+def _slice(op: Slice, x):
+    index = [slice(None)] * x.dim()
+    for axis, start, stop, step in op.slices:
+        index[axis + 1] = slice(start, stop, step)
+    return x[tuple(index)]
+
+
+_UNARY: dict[type, Callable] = {
+    Conv: _conv, Gemm: _gemm, Affine: _affine, BatchNorm: _batchnorm, Relu: _relu, AvgPool: _avgpool,
+    MaxPool: _maxpool, Pad: _pad, Slice: _slice,
+    GlobalAvgPool: lambda op, x: x.mean(dim=(2, 3), keepdim=True),
+    Flatten: lambda op, x: x.reshape(x.shape[0], -1),
+}
+
+
+def apply(op: Op, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Evaluate ``op`` on batched torch tensors: the meaning of every IR op."""
+    if isinstance(op, Add):
+        out = inputs[0]
+        for other in inputs[1:]:
+            out = out + other
+        return out
+    if isinstance(op, Concat):
+        return torch.cat(list(inputs), dim=op.axis + 1)
+    return _UNARY[type(op)](op, inputs[0])
+
+
+def apply_abs(op: Op, x: torch.Tensor) -> torch.Tensor:
+    """The op with every weight replaced by its magnitude and constants dropped (interval radius)."""
+    linear = op.without_constant()
+    if isinstance(linear, (Conv, Gemm)):
+        linear = dataclasses.replace(linear, weight=np.abs(linear.weight))
+    elif isinstance(linear, Affine) and linear.scale is not None:
+        linear = dataclasses.replace(linear, scale=np.abs(linear.scale))
+    elif isinstance(linear, BatchNorm):
+        linear = Affine(scale=np.abs(linear.as_affine(x.dim() - 1).scale))
+    return apply(linear, [x])

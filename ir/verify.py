@@ -1,0 +1,90 @@
+"""Invariants of each IR level, checked after every pass.
+
+ANN level: a DAG; graph inputs are ``Input`` ops; every other node has inputs on ports 0..k-1 and as
+many as its op takes; outputs exist; parameters are finite; stored shapes equal the shapes the
+executor produces on a zero batch.
+SNN level: a DAG whose sources are ``InputSource`` nodes listed as graph inputs; every population has
+a finite bias of its own shape, a positive threshold, a known reset mode and read-out, at least one
+incoming projection; every projection's chain maps its source shape to its target shape and has an
+integer delay >= 0.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import torch
+
+from . import ops
+from .executor import apply_chain, run_ann
+from .graph import Graph
+from .snn import READOUTS, RESET_MODES, InputSource, Population
+
+
+class VerificationError(ValueError):
+    """The graph breaks an invariant of its level."""
+
+
+def _check_finite(where: str, arrays: dict) -> None:
+    for field, arr in arrays.items():
+        if arr is not None and not np.all(np.isfinite(arr)):
+            raise VerificationError(f"{where}: parameter {field!r} has non-finite values")
+
+
+def _verify_ann(g: Graph) -> None:
+    for name in g.nodes():
+        op = g.payload(name)
+        if not isinstance(op, ops.Op):
+            raise VerificationError(f"node {name!r}: payload {type(op).__name__} is not an ANN op")
+        ports = sorted(d["port"] for _, _, d in g.nx.in_edges(name, data=True))
+        if isinstance(op, ops.Input):
+            if name not in g.inputs or ports:
+                raise VerificationError(f"node {name!r}: Input nodes must be graph inputs with no inputs")
+            continue
+        if ports != list(range(len(ports))) or not ports:
+            raise VerificationError(f"node {name!r} ({type(op).__name__}): inputs on ports {ports}")
+        if op.arity is not None and len(ports) != op.arity:
+            raise VerificationError(f"node {name!r} ({type(op).__name__}): takes {op.arity} input(s), has {len(ports)}")
+        _check_finite(f"node {name!r}", op.tensors())
+    zeros = {i: torch.zeros((1,) + g.shape(i)) for i in g.inputs}
+    values = run_ann(g, zeros, keep=lambda n: True)
+    for name, v in values.items():
+        if tuple(v.shape[1:]) != g.shape(name):
+            raise VerificationError(f"node {name!r}: stored shape {g.shape(name)} but computes {tuple(v.shape[1:])}")
+
+
+def _verify_snn(g: Graph) -> None:
+    for name in g.nodes():
+        node = g.payload(name)
+        shape = g.shape(name)
+        if isinstance(node, InputSource):
+            if name not in g.inputs or g.nx.in_degree(name):
+                raise VerificationError(f"node {name!r}: input sources must be graph inputs with no projections")
+            continue
+        if not isinstance(node, Population):
+            raise VerificationError(f"node {name!r}: payload {type(node).__name__} is not an SNN node")
+        if tuple(node.shape) != shape or node.bias.shape != shape:
+            raise VerificationError(f"population {name!r}: bias {node.bias.shape} / shape {node.shape} != {shape}")
+        _check_finite(f"population {name!r}", node.tensors())
+        if not node.threshold > 0 or node.reset not in RESET_MODES or node.readout not in READOUTS:
+            raise VerificationError(f"population {name!r}: threshold {node.threshold}, reset {node.reset!r}, "
+                                    f"readout {node.readout!r} invalid")
+        if g.nx.in_degree(name) == 0:
+            raise VerificationError(f"population {name!r} has no incoming projection")
+        for src, _, proj in g.projections(name):
+            if not isinstance(proj.delay, int) or proj.delay < 0:
+                raise VerificationError(f"projection {src!r} -> {name!r}: delay {proj.delay!r} is not an integer >= 0")
+            for op in proj.ops:
+                _check_finite(f"projection {src!r} -> {name!r}", op.tensors())
+            out = apply_chain(proj.ops, torch.zeros((1,) + g.shape(src)))
+            if tuple(out.shape[1:]) != shape:
+                raise VerificationError(f"projection {src!r} -> {name!r} yields {tuple(out.shape[1:])}, target is {shape}")
+
+
+def verify(g: Graph) -> None:
+    """Raise ``VerificationError`` if ``g`` breaks an invariant of its level."""
+    if not nx.is_directed_acyclic_graph(g.nx):
+        raise VerificationError("graph has a cycle")
+    for name in g.inputs + g.outputs:
+        if name not in g:
+            raise VerificationError(f"graph input/output {name!r} is not a node")
+    (_verify_ann if g.level == "ann" else _verify_snn)(g)

@@ -1,0 +1,9 @@
+"""Errors a user can fix: the command line prints their message on one line and exits with code 2."""
+
+
+class NeuroccError(Exception):
+    """Bad input or usage (a malformed model or data file, an unsupported op, a bad option)."""
+
+
+class UnsupportedModelError(NeuroccError):
+    """The model uses an op or a pattern neurocc cannot convert."""

@@ -1,0 +1,493 @@
+"""ONNX -> ANN-level IR.
+
+Loads with ``onnx``, runs the checker and shape inference, folds every node whose inputs are all
+constant (``onnx.reference``; ``Shape`` of a tensor with a known shape counts as constant, the batch
+axis taken as 1), then imports the rest with one handler per op type. Anything else raises
+``UnsupportedModelError`` naming the node, its op type and the supported ops.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import onnx
+import onnx.reference
+import torch
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+from neurocc.ir import Graph, ops
+from ..errors import NeuroccError, UnsupportedModelError
+
+log = logging.getLogger(__name__)
+MIN_OPSET = 8
+
+
+@dataclass
+class _Value:
+    """An ONNX value during import: a constant array, or the IR node that computes it."""
+    const: Optional[np.ndarray] = None
+    node: Optional[str] = None
+
+
+_HANDLERS: dict[str, Callable] = {}
+
+
+def onnx_handler(*op_types: str):
+    """Register the import function of one or more ONNX op types."""
+    def register(fn):
+        for t in op_types:
+            _HANDLERS[t] = fn
+        return fn
+    return register
+
+
+def supported_ops() -> list[str]:
+    return sorted(_HANDLERS)
+
+
+class _Importer:
+    def __init__(self, model: onnx.ModelProto, source: str):
+        self.model = model
+        self.source = source
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+        self.graph = Graph("ann", meta={"notes": []})
+        self.values: dict[str, _Value] = {}
+        self.output_only: dict[str, str] = {}  # value -> the Softmax-like node that made it
+        self.node: Optional[onnx.NodeProto] = None
+
+    # helpers used by the handlers
+    def fail(self, why: str) -> None:
+        n = self.node
+        raise UnsupportedModelError(f"{self.source}: node {n.name or n.output[0]!r} (op {n.op_type}): {why}")
+
+    def attr(self, name: str, default=None):
+        for a in self.node.attribute:
+            if a.name == name:
+                v = onnx.helper.get_attribute_value(a)
+                return v.decode() if isinstance(v, bytes) else v
+        return default
+
+    def const_input(self, i: int, what: str, optional: bool = False) -> Optional[np.ndarray]:
+        if i >= len(self.node.input) or not self.node.input[i]:
+            if optional:
+                return None
+            self.fail(f"missing {what}")
+        v = self.values[self.node.input[i]]
+        if v.const is None:
+            self.fail(f"{what} must be a constant (an initializer), not computed at run time")
+        return v.const
+
+    def data_input(self, i: int = 0) -> str:
+        name = self.node.input[i]
+        v = self.values[name]
+        if v.node is None:
+            self.fail(f"input {i} must be computed from the model input, not a constant")
+        if name in self.output_only:
+            self.fail(f"it consumes the output of {self.output_only[name]}, which is only supported at a graph output")
+        return v.node
+
+    def shape(self, node: str) -> tuple:
+        return self.graph.shape(node)
+
+    def emit(self, op: ops.Op, inputs: list[str]) -> str:
+        """Add an IR node for the current ONNX node's first output; its shape comes from the executor."""
+        name = self.node.output[0]
+        probe = [torch.zeros((1,) + self.shape(i)) for i in inputs]
+        try:
+            shape = tuple(ops.apply(op, probe).shape[1:])
+        except RuntimeError as e:
+            self.fail(f"cannot be evaluated on inputs of shape {[self.shape(i) for i in inputs]}: {e}")
+        self.graph.add_node(name, op, shape)
+        for port, src in enumerate(inputs):
+            self.graph.add_edge(src, name, port)
+        return name
+
+    # the import
+    def run(self) -> Graph:
+        g = self.model.graph
+        for init in g.initializer:
+            self.values[init.name] = _Value(const=numpy_helper.to_array(init))
+        for inp in g.input:
+            if inp.name in self.values:
+                continue
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+            if len(dims) < 2 or any(d is None for d in dims[1:]):
+                raise UnsupportedModelError(
+                    f"{self.source}: input {inp.name!r} has shape {dims}; need a batch axis and fixed other axes")
+            self.graph.add_node(inp.name, ops.Input(shape=tuple(dims[1:])), tuple(dims[1:]))
+            self.graph.inputs += (inp.name,)
+            self.values[inp.name] = _Value(node=inp.name)
+        for node in g.node:
+            self.node = node
+            self._import_node(node)
+        outputs = []
+        for out in g.output:
+            v = self.values.get(out.name)
+            if v is None or v.node is None:
+                raise UnsupportedModelError(f"{self.source}: graph output {out.name!r} is a constant")
+            outputs.append(v.node)
+        self.graph.outputs = tuple(dict.fromkeys(outputs))
+        self.graph.remove_dead()
+        return self.graph
+
+    def _import_node(self, node: onnx.NodeProto) -> None:
+        if node.domain not in ("", "ai.onnx"):
+            self._unsupported()
+        ins = [self.values.get(i) if i else None for i in node.input]
+        if node.op_type == "Shape" and ins[0] is not None and ins[0].node is not None:
+            self.values[node.output[0]] = _Value(const=np.array((1,) + self.shape(ins[0].node), dtype=np.int64))
+            return
+        if all(v is None or v.const is not None for v in ins) and node.op_type not in ("Dropout",):
+            self._fold(node, ins)
+            return
+        handler = _HANDLERS.get(node.op_type)
+        if handler is None:
+            self._unsupported()
+        result = handler(self)
+        self.values[node.output[0]] = result if isinstance(result, _Value) else _Value(node=result)
+
+    def _unsupported(self) -> None:
+        n = self.node
+        dom = f" (domain {n.domain})" if n.domain not in ("", "ai.onnx") else ""
+        raise UnsupportedModelError(
+            f"{self.source}: node {n.name or n.output[0]!r} has unsupported op type {n.op_type}{dom}; "
+            f"supported: {', '.join(supported_ops())}")
+
+    def _fold(self, node: onnx.NodeProto, ins: list) -> None:
+        feeds = {name: v.const for name, v in zip(node.input, ins) if v is not None}
+        graph = onnx.helper.make_graph(
+            [node], "fold",
+            [onnx.helper.make_tensor_value_info(k, onnx.helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+             for k, a in feeds.items()],
+            [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output if o])
+        model = onnx.helper.make_model(graph, opset_imports=list(self.model.opset_import))
+        try:
+            results = onnx.reference.ReferenceEvaluator(model).run(None, feeds)
+        except Exception as e:  # any failure of the reference evaluator is a property of the model
+            self.fail(f"constant folding failed: {e}")
+        for name, arr in zip([o for o in node.output if o], results):
+            self.values[name] = _Value(const=np.asarray(arr))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Handlers, one per op type
+
+
+def _pads_2d(imp: _Importer, in_shape: tuple, kernel, strides, dilations) -> tuple:
+    auto_pad = imp.attr("auto_pad", "NOTSET")
+    if auto_pad in ("NOTSET", ""):
+        pads = tuple(imp.attr("pads", [0, 0, 0, 0]))
+        return pads
+    if auto_pad == "VALID":
+        return (0, 0, 0, 0)
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        imp.fail(f"auto_pad {auto_pad!r} is not supported")
+    begins, ends = [], []
+    for size, k, s, d in zip(in_shape[1:], kernel, strides, dilations):
+        out = math.ceil(size / s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        begins.append(small if auto_pad == "SAME_UPPER" else large)
+        ends.append(large if auto_pad == "SAME_UPPER" else small)
+    return tuple(begins + ends)
+
+
+def _require_4d(imp: _Importer, src: str) -> None:
+    if len(imp.shape(src)) != 3:
+        imp.fail(f"only 2-D spatial inputs (N x C x H x W) are supported, got shape {imp.shape(src)}")
+
+
+@onnx_handler("Conv")
+def _conv(imp: _Importer):
+    x = imp.data_input(0)
+    _require_4d(imp, x)
+    w = imp.const_input(1, "weight")
+    b = imp.const_input(2, "bias", optional=True)
+    kernel = tuple(imp.attr("kernel_shape", w.shape[2:]))
+    strides = tuple(imp.attr("strides", [1, 1]))
+    dilations = tuple(imp.attr("dilations", [1, 1]))
+    pads = _pads_2d(imp, imp.shape(x), kernel, strides, dilations)
+    return imp.emit(ops.Conv(weight=w, bias=b, strides=strides, pads=pads, dilations=dilations,
+                             groups=int(imp.attr("group", 1))), [x])
+
+
+@onnx_handler("Gemm")
+def _gemm(imp: _Importer):
+    x = imp.data_input(0)
+    if imp.attr("transA", 0):
+        imp.fail("transA=1 is not supported")
+    w = imp.const_input(1, "B")
+    w = (w if imp.attr("transB", 0) else w.T) * imp.attr("alpha", 1.0)
+    c = imp.const_input(2, "C", optional=True)
+    bias = None if c is None else np.broadcast_to(c * imp.attr("beta", 1.0), (w.shape[0],))
+    return imp.emit(ops.Gemm(weight=w, bias=bias), [x])
+
+
+@onnx_handler("MatMul")
+def _matmul(imp: _Importer):
+    x = imp.data_input(0)
+    w = imp.const_input(1, "B")
+    if len(imp.shape(x)) != 1 or w.ndim != 2:
+        imp.fail(f"only (N x K) @ (K x M) with a constant right side is supported (input shape {imp.shape(x)})")
+    return imp.emit(ops.Gemm(weight=w.T), [x])
+
+
+@onnx_handler("BatchNormalization")
+def _batchnorm(imp: _Importer):
+    if imp.attr("training_mode", 0) or len([o for o in imp.node.output if o]) > 1:
+        imp.fail("training-mode batch normalisation is not supported")
+    x = imp.data_input(0)
+    return imp.emit(ops.BatchNorm(scale=imp.const_input(1, "scale"), bias=imp.const_input(2, "B"),
+                                  mean=imp.const_input(3, "mean"), var=imp.const_input(4, "var"),
+                                  eps=float(imp.attr("epsilon", 1e-5))), [x])
+
+
+@onnx_handler("Relu")
+def _relu(imp: _Importer):
+    return imp.emit(ops.Relu(), [imp.data_input(0)])
+
+
+@onnx_handler("Clip")
+def _clip(imp: _Importer):
+    x = imp.data_input(0)
+    if imp.opset < 11:
+        lo, hi = imp.attr("min", None), imp.attr("max", None)
+    else:
+        lo = imp.const_input(1, "min", optional=True)
+        hi = imp.const_input(2, "max", optional=True)
+    if lo is None or float(lo) != 0.0:
+        imp.fail(f"only Clip with min 0 (a capped ReLU) is supported, got min {lo}")
+    cap = None if hi is None or not np.isfinite(float(hi)) else float(hi)
+    return imp.emit(ops.Relu(cap=cap), [x])
+
+
+def _const_operand(imp: _Importer, const: np.ndarray, x: str) -> np.ndarray:
+    """A constant operand of an elementwise op, broadcast against the non-batch axes of ``x``."""
+    rank = len(imp.shape(x)) + 1
+    c = np.asarray(const, dtype=np.float32)
+    if c.ndim == rank:
+        if c.shape[0] != 1:
+            imp.fail(f"a constant operand of shape {c.shape} would broadcast over the batch axis")
+        c = c[0]
+    elif c.ndim > rank:
+        imp.fail(f"a constant operand of shape {c.shape} does not broadcast against {imp.shape(x)}")
+    try:
+        np.broadcast_shapes(c.shape, imp.shape(x))
+    except ValueError:
+        imp.fail(f"a constant of shape {c.shape} does not broadcast against {imp.shape(x)}")
+    return c
+
+
+@onnx_handler("Add", "Sub", "Mul", "Div", "Sum")
+def _elementwise(imp: _Importer):
+    t = imp.node.op_type
+    names = list(imp.node.input)
+    consts = [imp.values[n].const is not None for n in names]
+    if not any(consts):
+        if t not in ("Add", "Sum"):
+            imp.fail(f"{t} of two computed tensors is not linear; only Add is supported")
+        srcs = [imp.data_input(i) for i in range(len(names))]
+        if len({imp.shape(s) for s in srcs}) != 1:
+            imp.fail(f"Add of tensors with shapes {[imp.shape(s) for s in srcs]} (broadcasting) is not supported")
+        return imp.emit(ops.Add(), srcs)
+    if len(names) != 2:
+        imp.fail(f"{t} with {len(names)} inputs including constants is not supported")
+    xi = 0 if not consts[0] else 1
+    x = imp.data_input(xi)
+    c = _const_operand(imp, imp.values[names[1 - xi]].const, x)
+    if t == "Add" or t == "Sum":
+        op = ops.Affine(shift=c)
+    elif t == "Mul":
+        op = ops.Affine(scale=c)
+    elif t == "Sub":
+        op = ops.Affine(shift=-c) if xi == 0 else ops.Affine(scale=-np.ones_like(c), shift=c)
+    else:  # Div
+        if xi == 1:
+            imp.fail("division of a constant by a computed tensor is not linear")
+        op = ops.Affine(scale=1.0 / c)
+    return imp.emit(op, [x])
+
+
+@onnx_handler("Concat")
+def _concat(imp: _Importer):
+    srcs = [imp.data_input(i) for i in range(len(imp.node.input))]
+    rank = len(imp.shape(srcs[0])) + 1
+    axis = int(imp.attr("axis"))
+    axis = axis + rank if axis < 0 else axis
+    if axis != 1:
+        imp.fail(f"only concatenation along the channel axis (1) is supported, got axis {axis}")
+    return imp.emit(ops.Concat(axis=0), srcs)
+
+
+def _pool_attrs(imp: _Importer, x: str):
+    kernel = tuple(imp.attr("kernel_shape"))
+    if len(kernel) != 2:
+        imp.fail(f"only 2-D pooling is supported, got kernel {kernel}")
+    strides = tuple(imp.attr("strides", [1, 1]))
+    dilations = tuple(imp.attr("dilations", [1, 1]))
+    return kernel, strides, dilations, _pads_2d(imp, imp.shape(x), kernel, strides, dilations)
+
+
+@onnx_handler("AveragePool")
+def _avgpool(imp: _Importer):
+    x = imp.data_input(0)
+    _require_4d(imp, x)
+    kernel, strides, dilations, pads = _pool_attrs(imp, x)
+    if dilations != (1, 1):
+        imp.fail("dilated average pooling is not supported")
+    return imp.emit(ops.AvgPool(kernel=kernel, strides=strides, pads=pads,
+                                count_include_pad=bool(imp.attr("count_include_pad", 0)),
+                                ceil_mode=bool(imp.attr("ceil_mode", 0))), [x])
+
+
+@onnx_handler("MaxPool")
+def _maxpool(imp: _Importer):
+    if len([o for o in imp.node.output if o]) > 1:
+        imp.fail("the Indices output of MaxPool is not supported")
+    x = imp.data_input(0)
+    _require_4d(imp, x)
+    kernel, strides, dilations, pads = _pool_attrs(imp, x)
+    return imp.emit(ops.MaxPool(kernel=kernel, strides=strides, pads=pads, dilations=dilations,
+                                ceil_mode=bool(imp.attr("ceil_mode", 0))), [x])
+
+
+@onnx_handler("GlobalAveragePool")
+def _gap(imp: _Importer):
+    x = imp.data_input(0)
+    _require_4d(imp, x)
+    return imp.emit(ops.GlobalAvgPool(), [x])
+
+
+@onnx_handler("Flatten")
+def _flatten(imp: _Importer):
+    if int(imp.attr("axis", 1)) != 1:
+        imp.fail("only Flatten with axis=1 is supported")
+    return imp.emit(ops.Flatten(), [imp.data_input(0)])
+
+
+@onnx_handler("Reshape")
+def _reshape(imp: _Importer):
+    x = imp.data_input(0)
+    target = [int(d) for d in imp.const_input(1, "shape")]
+    size = int(np.prod(imp.shape(x)))
+    if len(target) != 2 or target[1] not in (size, -1) or (target[1] == -1 and target[0] not in (0, 1, -1)):
+        imp.fail(f"only a reshape to 2-D (N x {size}) is supported, got target {target} for input {imp.shape(x)}")
+    if len(imp.shape(x)) == 1:
+        return _Value(node=x)
+    return imp.emit(ops.Flatten(), [x])
+
+
+@onnx_handler("Pad")
+def _pad(imp: _Importer):
+    x = imp.data_input(0)
+    if imp.attr("mode", "constant") != "constant":
+        imp.fail(f"only constant (zero) padding is supported, got mode {imp.attr('mode')!r}")
+    rank = len(imp.shape(x)) + 1
+    if imp.opset < 11:
+        pads, value = list(imp.attr("pads")), float(imp.attr("value", 0.0))
+        axes = list(range(rank))
+    else:
+        pads = [int(p) for p in imp.const_input(1, "pads")]
+        v = imp.const_input(2, "constant_value", optional=True)
+        value = 0.0 if v is None or v.size == 0 else float(v.reshape(-1)[0])
+        ax = imp.const_input(3, "axes", optional=True)
+        axes = list(range(rank)) if ax is None else [int(a) % rank for a in ax]
+    if value != 0.0:
+        imp.fail(f"only zero padding is supported, got value {value}")
+    n = len(axes)
+    per_axis = {a: (int(pads[i]), int(pads[i + n])) for i, a in enumerate(axes)}
+    if per_axis.get(0, (0, 0)) != (0, 0) or any(b < 0 or e < 0 for b, e in per_axis.values()):
+        imp.fail("padding the batch axis or negative pads are not supported")
+    return imp.emit(ops.Pad(pads=tuple(per_axis.get(a, (0, 0)) for a in range(1, rank))), [x])
+
+
+@onnx_handler("Slice")
+def _slice(imp: _Importer):
+    x = imp.data_input(0)
+    rank = len(imp.shape(x)) + 1
+    if imp.opset < 10:
+        starts, ends = imp.attr("starts"), imp.attr("ends")
+        axes = imp.attr("axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts = imp.const_input(1, "starts")
+        ends = imp.const_input(2, "ends")
+        a = imp.const_input(3, "axes", optional=True)
+        s = imp.const_input(4, "steps", optional=True)
+        axes = list(range(len(starts))) if a is None else a
+        steps = [1] * len(starts) if s is None else s
+    slices = []
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        axis, start, end, step = int(axis) % rank, int(start), int(end), int(step)
+        if step <= 0:
+            imp.fail(f"only positive slice steps are supported, got {step}")
+        if axis == 0:
+            if (start, step) != (0, 1) or end < 2 ** 31 - 1:
+                imp.fail("slicing the batch axis is not supported")
+            continue
+        size = imp.shape(x)[axis - 1]
+        start, end, _ = slice(start, min(end, size), step).indices(size)
+        slices.append((axis - 1, start, end, step))
+    return imp.emit(ops.Slice(slices=tuple(slices)), [x])
+
+
+@onnx_handler("Dropout", "Identity")
+def _passthrough(imp: _Importer):
+    if imp.node.op_type == "Dropout" and len([o for o in imp.node.output if o]) > 1:
+        if any(o for o in imp.node.output[1:] if _used(imp, o)):
+            imp.fail("the mask output of Dropout is not supported")
+    return imp.values[imp.node.input[0]]
+
+
+def _used(imp: _Importer, value: str) -> bool:
+    g = imp.model.graph
+    return any(value in n.input for n in g.node) or any(value == o.name for o in g.output)
+
+
+@onnx_handler("Softmax", "LogSoftmax")
+def _softmax(imp: _Importer):
+    src = imp.data_input(0)
+    out = imp.node.output[0]
+    if not any(o.name == out for o in imp.model.graph.output):
+        imp.fail("Softmax/LogSoftmax is only supported at a graph output (it is dropped there)")
+    imp.output_only[out] = imp.node.name or out
+    note = f"dropped {imp.node.op_type} node {imp.node.name or out!r} at an output (argmax is unchanged)"
+    imp.graph.meta["notes"].append(note)
+    log.info(note)
+    return _Value(node=src)
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def load_onnx(path: str | Path) -> tuple[Graph, bytes]:
+    """Load, check and import an ONNX file; return the ANN-level graph and the file's bytes."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise NeuroccError(f"cannot read model {str(path)!r}: {e.strerror}") from None
+    try:
+        model = onnx.load_model_from_string(data)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise NeuroccError(f"{path}: not a readable ONNX file (truncated or corrupt?): {e}") from None
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NeuroccError(f"{path}: not a valid ONNX model: {first}") from None
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:
+        raise NeuroccError(f"{path}: opset {opset} is not supported (need {MIN_OPSET} or later); "
+                           "convert it with onnx.version_converter")
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception as e:  # shape inference failures are properties of the model file
+        raise NeuroccError(f"{path}: ONNX shape inference failed: {str(e).splitlines()[0]}") from None
+    graph = _Importer(model, str(path.name)).run()
+    return graph, data

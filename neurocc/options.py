@@ -1,0 +1,72 @@
+"""``CompileOptions``: the one typed bag of options every pass reads."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from neurocc.errors import NeuroccError
+
+NORMALIZATIONS = ("percentile", "max", "model")
+TARGETS = ("reference",)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Applied to raw data before it reaches the model input: x' = (x * input_scale - mean) / std.
+
+    ``mean`` and ``std`` are per channel (axis 1) or a single value.
+    """
+    input_scale: float = 1.0
+    mean: tuple = ()
+    std: tuple = ()
+
+    def apply(self, x):
+        import numpy as np
+        x = np.asarray(x, dtype=np.float32) * np.float32(self.input_scale)
+        if x.ndim >= 2 and (self.mean or self.std):
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            mean = np.asarray(self.mean or (0.0,), dtype=np.float32)
+            std = np.asarray(self.std or (1.0,), dtype=np.float32)
+            for name, v in (("--mean", mean), ("--std", std)):
+                if v.size not in (1, x.shape[1]):
+                    raise NeuroccError(f"{name} has {v.size} values but the data has {x.shape[1]} channels")
+            x = (x - mean.reshape(shape)) / std.reshape(shape)
+        return x
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    target: str = "reference"
+    normalization: str = "percentile"   # percentile | max | model (no calibration data)
+    percentile: float = 99.9
+    reset: str = "subtract"             # subtract | zero
+    v0: float = 0.5                     # initial membrane potential, fraction of the threshold
+    readout: str = "accumulate"         # accumulate (membrane potential) | spike (spike count)
+    calib_samples: int = 1000
+    batch_size: int = 128
+    seed: int = 0
+    preprocess: Preprocess = field(default_factory=Preprocess)
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise NeuroccError(f"unknown target {self.target!r}; available: {', '.join(TARGETS)}")
+        if self.normalization not in NORMALIZATIONS:
+            raise NeuroccError(f"unknown normalisation {self.normalization!r}; use one of {NORMALIZATIONS}")
+        if not 0 < self.percentile <= 100:
+            raise NeuroccError(f"--percentile must be in (0, 100], got {self.percentile}")
+        if self.reset not in ("subtract", "zero"):
+            raise NeuroccError(f"--reset must be subtract or zero, got {self.reset!r}")
+        if self.readout not in ("accumulate", "spike"):
+            raise NeuroccError(f"--readout must be accumulate or spike, got {self.readout!r}")
+        if not 0.0 <= self.v0 < 1.0:
+            raise NeuroccError(f"--v0 must be in [0, 1), got {self.v0}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CompileOptions":
+        d = dict(d)
+        pre = d.pop("preprocess", {}) or {}
+        pre = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()})
+        return cls(preprocess=pre, **d)

@@ -1,0 +1,94 @@
+"""The ordered pass lists, in one place, and the pass manager that runs them.
+
+    ANN: canonicalize -> fold_batchnorm -> calibrate -> lower_to_snn -> SNN: normalize
+
+Every pass is followed by ``verify``. A pass that fails with a user error (``NeuroccError``) passes it
+on; any other failure is reported with the passes that already ran.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from neurocc.errors import NeuroccError
+from neurocc.ir import Graph, VerificationError, verify
+from neurocc.ir.printer import dump
+from neurocc.options import CompileOptions
+from neurocc.passes import Pass
+from neurocc.passes.calibrate import calibrate
+from neurocc.passes.canonicalize import canonicalize
+from neurocc.passes.fold_batchnorm import fold_batchnorm
+from neurocc.passes.lower import lower_to_snn
+from neurocc.passes.normalize import normalize
+
+log = logging.getLogger(__name__)
+
+ANN_PASSES = (
+    Pass("canonicalize", canonicalize, "ann", "ann"),
+    Pass("fold_batchnorm", fold_batchnorm, "ann", "ann"),
+    Pass("calibrate", calibrate, "ann", "ann"),
+)
+LOWERING = Pass("lower_to_snn", lower_to_snn, "ann", "snn")
+SNN_PASSES = {
+    "reference": (Pass("normalize", normalize, "snn", "snn"),),
+}
+ALL_PASS_NAMES = tuple(p.name for p in ANN_PASSES) + (LOWERING.name,) + tuple(
+    dict.fromkeys(p.name for ps in SNN_PASSES.values() for p in ps))
+
+
+def _identity(it):
+    return it
+
+
+@dataclass
+class CompileContext:
+    options: CompileOptions
+    calib_x: Optional[np.ndarray] = None
+    progress: Callable = _identity          # wraps long iterations (a progress bar in the CLI)
+    print_ir_after: tuple = ()
+    printer: Callable[[str], None] = print
+
+
+class PassFailure(RuntimeError):
+    """A pass crashed or produced a graph that fails verification (a bug in neurocc, not in the input)."""
+
+
+@dataclass
+class CompileResult:
+    ann: Graph              # the ANN graph after the ANN passes (the accuracy reference)
+    snn: Graph
+    passes: list = field(default_factory=list)
+
+
+def run_passes(graph: Graph, passes, ctx: CompileContext, done: list) -> Graph:
+    for p in passes:
+        if graph.level != p.level_in:
+            raise PassFailure(f"pass {p.name} expects a {p.level_in} graph, got {graph.level}")
+        try:
+            out = p.run(graph, ctx)
+            verify(out)
+        except NeuroccError:
+            raise
+        except VerificationError as e:
+            raise PassFailure(f"the graph after pass {p.name} is invalid: {e} (passes run: {done})") from e
+        except Exception as e:
+            raise PassFailure(f"pass {p.name} failed: {e} (passes run before it: {done})") from e
+        done.append(p.name)
+        log.info("%s: %s", p.name, out.summary())
+        if p.name in ctx.print_ir_after or "all" in ctx.print_ir_after:
+            ctx.printer(f"; IR after {p.name}\n{dump(out)}")
+        graph = out
+    return graph
+
+
+def compile_graph(ann: Graph, ctx: CompileContext) -> CompileResult:
+    """Run the target's pipeline on an imported ANN graph."""
+    verify(ann)
+    done: list = []
+    ann = run_passes(ann, ANN_PASSES, ctx, done)
+    snn = run_passes(ann, (LOWERING,), ctx, done)
+    snn = run_passes(snn, SNN_PASSES[ctx.options.target], ctx, done)
+    return CompileResult(ann=ann, snn=snn, passes=done)
