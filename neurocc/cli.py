@@ -1,0 +1,293 @@
+"""The ``neurocc`` command line: compile | run | inspect.
+
+Exit codes: 0 success, 1 internal error (a bug: please report it), 2 bad input or usage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from neurocc import __version__
+from neurocc.errors import NeuroccError
+
+log = logging.getLogger("neurocc")
+
+COMPILE_EXAMPLE = """example:
+  neurocc compile model.onnx --calib train.npz --input-scale 0.00392157 -o model.ncc
+  neurocc compile model.onnx --calib train.npz --mean 0.485 0.456 0.406 --std 0.229 0.224 0.225 \\
+      --input-scale 0.00392157 -o resnet.ncc
+
+Data files are .npz archives with an array x (N x C x H x W, N x H x W or N x H x W x C, or N x F)
+and optional integer labels y. Pre-processing (x * input-scale - mean) / std is stored in the
+artifact and applied by `neurocc run` too."""
+
+RUN_EXAMPLE = """example:
+  neurocc run model.ncc --data test.npz --steps 200 --plot acc.png --json run.json
+
+Prints accuracy over time beside the ANN's, spikes and synaptic events. Without labels (y) in the
+data file, 'accuracy' is the agreement with the ANN's predictions."""
+
+INSPECT_EXAMPLE = """example:
+  neurocc inspect model.onnx       # ops, shapes, whether neurocc can convert it
+  neurocc inspect model.ncc        # manifest, populations, projections, calibration"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line and exits with code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _progress(quiet: bool, desc: str):
+    from tqdm import tqdm
+
+    def wrap(it):
+        return tqdm(it, desc=desc, unit="batch", disable=True if quiet else None, leave=False, file=sys.stderr)
+    return wrap
+
+
+def _floats(values):
+    return tuple(float(v) for v in values) if values else ()
+
+
+# ----------------------------------------------------------------------------------------- compile
+def cmd_compile(args) -> int:
+    from neurocc.artifact import write_artifact
+    from neurocc.data import load_data
+    from neurocc.frontend.onnx import load_onnx
+    from neurocc.options import CompileOptions, Preprocess
+    from neurocc.pipeline import ALL_PASS_NAMES, CompileContext, compile_graph
+    from neurocc.report import table
+
+    for name in args.print_ir_after:
+        if name not in ALL_PASS_NAMES + ("all",):
+            raise NeuroccError(f"--print-ir-after: unknown pass {name!r}; passes: {', '.join(ALL_PASS_NAMES)}, all")
+    pre = Preprocess(input_scale=args.input_scale, mean=_floats(args.mean), std=_floats(args.std))
+    normalization = args.normalization or ("percentile" if args.calib else "model")
+    if normalization != "model" and not args.calib:
+        raise NeuroccError(f"--normalization {normalization} needs calibration data: pass --calib DATA.npz")
+    opts = CompileOptions(target=args.target, normalization=normalization, percentile=args.percentile,
+                          reset=args.reset, v0=args.v0, readout=args.readout, calib_samples=args.calib_samples,
+                          batch_size=args.batch_size, preprocess=pre)
+    t0 = time.perf_counter()
+    ann, source = load_onnx(args.model)
+    if len(ann.inputs) != 1:
+        raise NeuroccError(f"{args.model}: models with {len(ann.inputs)} inputs are not supported (need 1)")
+    calib_x = None
+    if normalization != "model":
+        calib_x, _ = load_data(args.calib, ann.shape(ann.inputs[0]), pre, limit=args.calib_samples)
+    ctx = CompileContext(options=opts, calib_x=calib_x, progress=_progress(args.quiet, "calibrating"),
+                         print_ir_after=tuple(args.print_ir_after))
+    result = compile_graph(ann, ctx)
+    out = write_artifact(args.output, source_name=Path(args.model).name, source_bytes=source, options=opts,
+                         passes=result.passes, ann=result.ann, snn=result.snn)
+    elapsed = time.perf_counter() - t0
+    if not args.quiet:
+        print(_population_table(result.snn))
+        for note in result.snn.meta.get("notes", []):
+            print(f"note: {note}")
+        print(f"compiled {args.model} for target {opts.target} in {elapsed:.2f} s -> {out}")
+    return 0
+
+
+def _population_table(snn) -> str:
+    from neurocc.backends.reference import fan_out
+    from neurocc.ir.snn import Population
+    from neurocc.report import table
+
+    rows, neurons, synapses = [], 0, 0
+    for name in snn.topo_order():
+        node = snn.payload(name)
+        n = int(np.prod(snn.shape(name)))
+        syn = int(fan_out(snn, name).sum()) if snn.nx.out_degree(name) else 0
+        neurons += n if isinstance(node, Population) else 0
+        synapses += syn
+        kind = "input" if not isinstance(node, Population) else ("readout" if node.readout == "accumulate" else "IF")
+        rows.append([name, kind, "x".join(map(str, snn.shape(name))), f"{n:,}", f"{node.scale:.4g}",
+                     snn.nx.in_degree(name), f"{syn:,}"])
+    rows.append(["total", "", "", f"{neurons:,}", "", "", f"{synapses:,}"])
+    return table(["population", "kind", "shape", "neurons", "lambda", "in-proj", "synapses out"], rows,
+                 align="lllrrrr")
+
+
+# --------------------------------------------------------------------------------------------- run
+def cmd_run(args) -> int:
+    import torch
+
+    from neurocc.artifact import read_artifact
+    from neurocc.backends.reference import Simulator
+    from neurocc.data import load_data
+    from neurocc.evaluate import summarize
+    from neurocc.fileio import atomic_write
+    from neurocc.ir.executor import run_ann
+    from neurocc.report import plot_run, report_steps, run_table, table
+
+    if args.limit is not None and args.limit < 1:
+        raise NeuroccError(f"--limit must be at least 1, got {args.limit}")
+    if args.batch_size < 1:
+        raise NeuroccError(f"--batch-size must be at least 1, got {args.batch_size}")
+    for path in (args.plot, args.json):
+        if path and not Path(path).resolve().parent.exists():
+            raise NeuroccError(f"cannot write {path!r}: its folder does not exist")
+    art = read_artifact(args.artifact)
+    opts = art.options
+    x, y = load_data(args.data, art.snn.shape(art.snn.inputs[0]), opts.preprocess, limit=args.limit)
+    sim = Simulator(art.snn, device=args.device, coding=args.coding, seed=args.seed)
+
+    ann_pred = {o: [] for o in art.ann.outputs}
+    for start in range(0, len(x), args.batch_size):
+        out = run_ann(art.ann, torch.from_numpy(x[start:start + args.batch_size]), device=args.device)
+        for o in art.ann.outputs:
+            ann_pred[o].append(out[o].reshape(out[o].shape[0], -1).argmax(dim=1).cpu().numpy())
+    ann_pred = {snn_out: np.concatenate(ann_pred[ann_out])
+                for snn_out, ann_out in zip(art.snn.outputs, art.ann.outputs)}
+
+    t0 = time.perf_counter()
+    trace = sim.run(x, args.steps, batch_size=args.batch_size, progress=_progress(args.quiet, "simulating"))
+    elapsed = time.perf_counter() - t0
+    summary = summarize(trace, art.snn.outputs, ann_pred, y)
+
+    steps = report_steps(args.steps) if not args.report_steps else sorted(
+        {s for s in args.report_steps if 1 <= s <= args.steps} | {args.steps})
+    print(run_table(summary, steps))
+    ref = "accuracy" if y is not None else "agreement with its own predictions (no labels in the data)"
+    print(table(["metric", "value"], [
+        ["samples", summary.samples],
+        ["ANN " + ("accuracy %" if y is not None else "agreement %"), f"{100 * summary.ann_accuracy:.2f}"],
+        [f"SNN at step {args.steps} %", f"{100 * summary.accuracy[-1]:.2f}"],
+        ["best SNN % (step)", f"{100 * summary.accuracy.max():.2f} ({int(summary.accuracy.argmax()) + 1})"],
+        ["spikes/sample", f"{summary.spikes_per_step.sum():,.0f}"],
+        ["synaptic events/sample", f"{summary.events_per_step.sum():,.0f}"],
+        ["Pareto latency (eq. 4)", f"{summary.pareto_latency:.3f}"],
+        ["Pareto power (eq. 5)", f"{summary.pareto_power:.4g}"],
+        ["simulation", f"{elapsed:.2f} s, {summary.samples * args.steps / elapsed:,.0f} sample-steps/s ({args.device})"],
+    ]))
+    if y is None:
+        print(f"note: ANN {ref}")
+    if args.json:
+        doc = summary.to_json() | {"artifact": str(args.artifact), "data": str(args.data), "coding": args.coding,
+                                   "device": args.device, "simulation_seconds": elapsed}
+        atomic_write(args.json, json.dumps(doc, indent=1))
+    if args.plot:
+        atomic_write(args.plot, plot_run(summary, Path(args.artifact).name))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- inspect
+def cmd_inspect(args) -> int:
+    from neurocc.artifact import is_artifact, read_artifact
+    from neurocc.frontend.onnx import load_onnx
+    from neurocc.ir.printer import dump
+    from neurocc.report import table
+
+    path = Path(args.path)
+    if path.is_dir() or is_artifact(path):
+        art = read_artifact(path)
+        m = art.manifest
+        print(table(["field", "value"], [
+            ["format", f"{m['format']} v{m['format_version']} (neurocc {m['neurocc_version']})"],
+            ["source", f"{m['source']['name']} sha256 {m['source']['sha256'][:16]}…"],
+            ["target", m["target"]], ["passes", ", ".join(m["passes"])], ["created", m["created"]],
+            ["options", json.dumps(m["options"])],
+        ]))
+        print(_population_table(art.snn))
+        if args.ir:
+            print(dump(art.snn))
+        return 0
+    ann, _ = load_onnx(path)
+    kinds: dict = {}
+    for n in ann.nodes():
+        kinds[type(ann.payload(n)).__name__] = kinds.get(type(ann.payload(n)).__name__, 0) + 1
+    print(f"{path.name}: convertible; {ann.summary()}")
+    print(table(["input", "shape"], [[i, "N x " + " x ".join(map(str, ann.shape(i)))] for i in ann.inputs]))
+    print(table(["output", "shape"], [[o, "N x " + " x ".join(map(str, ann.shape(o)))] for o in ann.outputs]))
+    print(table(["IR op", "count"], sorted(kinds.items())))
+    for note in ann.meta.get("notes", []):
+        print(f"note: {note}")
+    if args.ir:
+        print(dump(ann))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    from neurocc.options import TARGETS
+
+    p = _Parser(prog="neurocc", description="Compile trained neural networks (ONNX) into spiking networks.")
+    p.add_argument("--version", action="version", version=f"neurocc {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what each pass does")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    c = sub.add_parser("compile", help="convert an ONNX model into a spiking network artifact",
+                       epilog=COMPILE_EXAMPLE, formatter_class=fmt)
+    c.add_argument("model", help="the ONNX file")
+    c.add_argument("-o", "--output", required=True, help="artifact folder to write (replaced if it is an artifact)")
+    c.add_argument("--target", default="reference", choices=TARGETS, help="deployment target (default: reference)")
+    c.add_argument("--calib", help="calibration data (.npz with x): training images for normalisation")
+    c.add_argument("--calib-samples", type=int, default=1000, help="use the first N calibration samples (default 1000)")
+    c.add_argument("--normalization", choices=("percentile", "max", "model"),
+                   help="lambda per layer: a percentile of the activations (default with --calib), their max, "
+                        "or weight-based bounds (default without --calib)")
+    c.add_argument("--percentile", type=float, default=99.9, help="percentile p for normalisation (default 99.9)")
+    c.add_argument("--reset", choices=("subtract", "zero"), default="subtract", help="reset after a spike (default subtract)")
+    c.add_argument("--v0", type=float, default=0.5, help="initial membrane potential, fraction of threshold (default 0.5)")
+    c.add_argument("--readout", choices=("accumulate", "spike"), default="accumulate",
+                   help="output layer: accumulated membrane potential (default) or spike count")
+    c.add_argument("--input-scale", type=float, default=1.0, help="multiply raw data by this first (e.g. 1/255)")
+    c.add_argument("--mean", type=float, nargs="+", help="per-channel mean subtracted after --input-scale")
+    c.add_argument("--std", type=float, nargs="+", help="per-channel std divided by after --mean")
+    c.add_argument("--batch-size", type=int, default=128, help="calibration batch size (default 128)")
+    c.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
+                   help="print the IR after this pass (repeatable; 'all' for every pass)")
+    c.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="simulate a compiled artifact on data and report accuracy over time",
+                       epilog=RUN_EXAMPLE, formatter_class=fmt)
+    r.add_argument("artifact", help="artifact folder written by neurocc compile")
+    r.add_argument("--data", required=True, help="data (.npz with x and optional y)")
+    r.add_argument("--steps", type=int, default=100, help="time steps to simulate (default 100)")
+    r.add_argument("--batch-size", type=int, default=64, help="samples simulated together (default 64)")
+    r.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device (default cpu)")
+    r.add_argument("--limit", type=int, help="use only the first N samples")
+    r.add_argument("--coding", default="analog", choices=("analog", "poisson"),
+                   help="input coding: constant current (default) or Poisson rate spikes")
+    r.add_argument("--seed", type=int, default=0, help="seed of the Poisson input (default 0)")
+    r.add_argument("--report-steps", type=int, nargs="+", help="steps to show in the table (default 1,2,5,10,...)")
+    r.add_argument("--plot", help="write a PNG of accuracy and synaptic events over time")
+    r.add_argument("--json", help="write the results as JSON")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+
+    i = sub.add_parser("inspect", help="describe an ONNX model or a compiled artifact",
+                       epilog=INSPECT_EXAMPLE, formatter_class=fmt)
+    i.add_argument("path", help="an .onnx file or an artifact folder")
+    i.add_argument("--ir", action="store_true", help="also print the whole IR")
+    i.set_defaults(func=cmd_inspect)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="neurocc: %(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except NeuroccError as e:
+        print(f"neurocc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neurocc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
