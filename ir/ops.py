@@ -245,22 +245,36 @@ def _pool_padding(op, x, value):
     return x
 
 
+def _ceil_crop(op, x, y):
+    """With ceil_mode, ONNX drops a last window that would start in the end padding; so do we."""
+    if not op.ceil_mode:
+        return y
+    dil = getattr(op, "dilations", (1, 1))
+    sizes = []
+    for axis in range(2):
+        size, begin, end = x.shape[2 + axis], op.pads[axis], op.pads[2 + axis]
+        span = (op.kernel[axis] - 1) * dil[axis] + 1
+        out = -(-(size + begin + end - span) // op.strides[axis]) + 1
+        if (out - 1) * op.strides[axis] >= size + begin:
+            out -= 1
+        sizes.append(out)
+    return y[:, :, :sizes[0], :sizes[1]]
+
+
 def _avgpool(op: AvgPool, x):
-    if not any(op.pads):
-        return F.avg_pool2d(x, op.kernel, op.strides, ceil_mode=op.ceil_mode)
-    if op.count_include_pad:
-        return F.avg_pool2d(_pool_padding(op, x, 0.0), op.kernel, op.strides, ceil_mode=op.ceil_mode)
-    # Exclude padded cells from the divisor: sum over the window / number of real cells.
     padded = _pool_padding(op, x, 0.0)
-    ones = _pool_padding(op, torch.ones_like(x[:1, :1]), 0.0)
     sums = F.avg_pool2d(padded, op.kernel, op.strides, ceil_mode=op.ceil_mode)
-    counts = F.avg_pool2d(ones, op.kernel, op.strides, ceil_mode=op.ceil_mode)
-    return sums / counts
+    if any(op.pads) and not op.count_include_pad:
+        # Exclude padded cells from the divisor: sum over the window / number of real cells.
+        ones = _pool_padding(op, torch.ones_like(x[:1, :1]), 0.0)
+        sums = sums / F.avg_pool2d(ones, op.kernel, op.strides, ceil_mode=op.ceil_mode)
+    return _ceil_crop(op, x, sums)
 
 
 def _maxpool(op: MaxPool, x):
-    return F.max_pool2d(_pool_padding(op, x, float("-inf")), op.kernel, op.strides,
-                        dilation=op.dilations, ceil_mode=op.ceil_mode)
+    y = F.max_pool2d(_pool_padding(op, x, float("-inf")), op.kernel, op.strides,
+                     dilation=op.dilations, ceil_mode=op.ceil_mode)
+    return _ceil_crop(op, x, y)
 
 
 def _pad(op: Pad, x):

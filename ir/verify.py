@@ -46,7 +46,10 @@ def _verify_ann(g: Graph) -> None:
             raise VerificationError(f"node {name!r} ({type(op).__name__}): takes {op.arity} input(s), has {len(ports)}")
         _check_finite(f"node {name!r}", op.tensors())
     zeros = {i: torch.zeros((1,) + g.shape(i)) for i in g.inputs}
-    values = run_ann(g, zeros, keep=lambda n: True)
+    try:
+        values = run_ann(g, zeros, keep=lambda n: True)
+    except RuntimeError as e:
+        raise VerificationError(f"the graph cannot be evaluated (inconsistent shapes): {e}") from None
     for name, v in values.items():
         if tuple(v.shape[1:]) != g.shape(name):
             raise VerificationError(f"node {name!r}: stored shape {g.shape(name)} but computes {tuple(v.shape[1:])}")
@@ -75,7 +78,10 @@ def _verify_snn(g: Graph) -> None:
                 raise VerificationError(f"projection {src!r} -> {name!r}: delay {proj.delay!r} is not an integer >= 0")
             for op in proj.ops:
                 _check_finite(f"projection {src!r} -> {name!r}", op.tensors())
-            out = apply_chain(proj.ops, torch.zeros((1,) + g.shape(src)))
+            try:
+                out = apply_chain(proj.ops, torch.zeros((1,) + g.shape(src)))
+            except RuntimeError as e:
+                raise VerificationError(f"projection {src!r} -> {name!r} cannot be evaluated (shapes): {e}") from None
             if tuple(out.shape[1:]) != shape:
                 raise VerificationError(f"projection {src!r} -> {name!r} yields {tuple(out.shape[1:])}, target is {shape}")
 

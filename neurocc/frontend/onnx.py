@@ -224,7 +224,11 @@ def _gemm(imp: _Importer):
     w = imp.const_input(1, "B")
     w = (w if imp.attr("transB", 0) else w.T) * imp.attr("alpha", 1.0)
     c = imp.const_input(2, "C", optional=True)
-    bias = None if c is None else np.broadcast_to(c * imp.attr("beta", 1.0), (w.shape[0],))
+    if c is not None:
+        c = np.asarray(c, np.float32) * imp.attr("beta", 1.0)
+        if c.size not in (1, w.shape[0]) or (c.ndim == 2 and c.shape[0] != 1) or c.ndim > 2:
+            imp.fail(f"bias C of shape {c.shape} is not a per-output vector")
+    bias = None if c is None else np.broadcast_to(c.reshape(-1), (w.shape[0],))
     return imp.emit(ops.Gemm(weight=w, bias=bias), [x])
 
 
@@ -363,6 +367,22 @@ def _gap(imp: _Importer):
     return imp.emit(ops.GlobalAvgPool(), [x])
 
 
+@onnx_handler("ReduceMean")
+def _reduce_mean(imp: _Importer):
+    """The mean over H and W (how torch's dynamo exporter writes AdaptiveAvgPool2d(1)) is a global pooling."""
+    x = imp.data_input(0)
+    _require_4d(imp, x)
+    axes = imp.attr("axes") if imp.opset < 18 else imp.const_input(1, "axes", optional=True)
+    if axes is None or sorted(int(a) % 4 for a in axes) != [2, 3]:
+        imp.fail(f"only a mean over the spatial axes (2, 3) is supported, got axes {axes}")
+    pooled = imp.emit(ops.GlobalAvgPool(), [x])
+    if imp.attr("keepdims", 1):
+        return pooled
+    flat = imp.graph.add_node(pooled + ":flatten", ops.Flatten(), (imp.shape(pooled)[0],))
+    imp.graph.add_edge(pooled, flat, 0)
+    return flat
+
+
 @onnx_handler("Flatten")
 def _flatten(imp: _Importer):
     if int(imp.attr("axis", 1)) != 1:
@@ -473,8 +493,8 @@ def load_onnx(path: str | Path) -> tuple[Graph, bytes]:
     except OSError as e:
         raise NeuroccError(f"cannot read model {str(path)!r}: {e.strerror}") from None
     try:
-        model = onnx.load_model_from_string(data)
-    except (DecodeError, ValueError, RuntimeError) as e:
+        model = onnx.load(str(path))     # also loads external tensor data stored beside the file
+    except (DecodeError, OSError, ValueError, RuntimeError) as e:
         raise NeuroccError(f"{path}: not a readable ONNX file (truncated or corrupt?): {e}") from None
     try:
         onnx.checker.check_model(model)

@@ -10,8 +10,8 @@
   pooling, flatten, zero padding, slicing and per-channel affine maps become projections;
   ``Concat`` becomes a channel placement (``Pad`` on the channel axis) in each branch; a residual
   ``Add`` followed by ReLU becomes one population fed by both paths (weighted-spikes Fig. 6).
-* ``MaxPool`` directly on a population (or the input) becomes the gated max of weighted-spikes §4.5,
-  as the first op of the projection chains through it.
+* ``MaxPool`` on a population (or the input, or a channel concatenation of them) becomes the gated
+  max of weighted-spikes §4.5, as the first op of the projection chains through it.
 
 The populations come out un-normalised (threshold 1, scale 1): ``normalize`` sets the scales.
 """
@@ -25,6 +25,10 @@ import torch
 from neurocc.errors import UnsupportedModelError
 from neurocc.ir import Graph, ops
 from neurocc.ir.snn import InputSource, Population, Projection
+
+
+def _is_channel_placement(op: ops.Op) -> bool:
+    return isinstance(op, ops.Pad) and all(p == (0, 0) for p in op.pads[1:])
 
 
 def _is_source(g: Graph, name: str) -> bool:
@@ -44,11 +48,13 @@ def lower_to_snn(ann: Graph, ctx) -> Graph:
             return ((name, ()),)
         srcs = ann.inputs_of(name)
         if isinstance(op, ops.MaxPool):
-            if not _is_source(ann, srcs[0]):
+            # max commutes with placing channels (Concat), so the gate can act on each source
+            inner = paths(srcs[0])
+            if not all(_is_channel_placement(c) for _, chain in inner for c in chain):
                 raise UnsupportedModelError(
                     f"MaxPool node {name!r} takes its input from {type(ann.payload(srcs[0])).__name__} node "
-                    f"{srcs[0]!r}; a spiking max-pool needs a ReLU (or the model input) right before it")
-            return ((srcs[0], (op,)),)
+                    f"{srcs[0]!r}; a spiking max-pool needs ReLU outputs (or the model input) at its input")
+            return tuple((src, (op,) + chain) for src, chain in inner)
         if isinstance(op, ops.Add):
             return tuple(p for s in srcs for p in paths(s))
         if isinstance(op, ops.Concat):

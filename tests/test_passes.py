@@ -1,0 +1,132 @@
+"""Passes keep the ANN function: BN folding, canonicalisation, normalisation; the verifier catches breakage."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from onnx import helper
+from torch import nn
+
+from conftest import MNIST8, make_model, rand, save
+from neurocc.frontend.onnx import load_onnx
+from neurocc.ir import VerificationError, ops, verify
+from neurocc.ir.executor import run_ann, run_rate
+from neurocc.ir.snn import Population
+from neurocc.options import CompileOptions
+from neurocc.passes.calibrate import calibrate
+from neurocc.passes.canonicalize import canonicalize
+from neurocc.passes.fold_batchnorm import fold_batchnorm
+from neurocc.pipeline import CompileContext, compile_graph
+from test_frontend import torch_models
+
+TOL = 1e-4
+
+
+def _export(model, tmp_path, name="m", shape=(4, 3, 12, 12)):
+    x = torch.from_numpy(rand(*shape, seed=1))
+    path = tmp_path / f"{name}.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], dynamic_axes={"x": {0: "N"}},
+                      dynamo=False, do_constant_folding=False)
+    return path
+
+
+def _kinds(g):
+    return [type(g.payload(n)).__name__ for n in g.nodes()]
+
+
+def test_bn_fold_matches_eq_3_4_on_hand_numbers():
+    # gamma = 2, var + eps = 4 (sigma = 2), mu = 1, beta = 0.5: w' = w, b' = (b - 1) + 0.5
+    from neurocc.ir import Graph
+    g = Graph("ann", inputs=["x"], outputs=["bn"])
+    g.add_node("x", ops.Input(shape=(3,)), (3,))
+    g.add_node("fc", ops.Gemm(weight=np.array([[1.0, -2.0, 3.0]]), bias=np.array([4.0])), (1,))
+    g.add_node("bn", ops.BatchNorm(scale=np.array([2.0]), bias=np.array([0.5]), mean=np.array([1.0]),
+                                   var=np.array([4.0]), eps=0.0), (1,))
+    g.add_edge("x", "fc", 0)
+    g.add_edge("fc", "bn", 0)
+    folded = fold_batchnorm(g)
+    (fc,) = [folded.payload(n) for n in folded.nodes() if isinstance(folded.payload(n), ops.Gemm)]
+    assert np.array_equal(fc.weight, [[1.0, -2.0, 3.0]]) and np.array_equal(fc.bias, [3.5])
+    assert "bn" in g and isinstance(g.payload("bn"), ops.BatchNorm)   # the input graph is untouched
+
+
+@pytest.mark.parametrize("name", ["resnet_block_bn", "vgg_maxpool_dropout"])
+def test_bn_folding_keeps_function(name, tmp_path):
+    graph, _ = load_onnx(_export(torch_models()[name], tmp_path))
+    assert "BatchNorm" in _kinds(graph)
+    folded = fold_batchnorm(canonicalize(graph))
+    verify(folded)
+    assert "BatchNorm" not in _kinds(folded)
+    x = rand(6, 3, 12, 12, seed=5)
+    a = run_ann(graph, x)[graph.outputs[0]]
+    b = run_ann(folded, x)[folded.outputs[0]]
+    assert (a - b).abs().max() <= TOL
+
+
+def test_canonicalize_folds_bias_adds_and_moves_relu_before_maxpool(tmp_path):
+    graph, _ = load_onnx(MNIST8)
+    assert "Affine" in _kinds(graph)
+    canon = canonicalize(graph)
+    assert "Affine" not in _kinds(canon)
+    x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    assert (run_ann(graph, x)[graph.outputs[0]] - run_ann(canon, x)[canon.outputs[0]]).abs().max() <= TOL
+
+    m = make_model([helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+                    helper.make_node("Relu", ["p"], ["y"])], [("x", ["N", 2, 4, 4])], [("y", ["N", 2, 2, 2])])
+    g = canonicalize(load_onnx(save(m, tmp_path / "m.onnx"))[0])
+    (relu,) = [n for n in g.nodes() if isinstance(g.payload(n), ops.Relu)]
+    assert isinstance(g.payload(g.consumers(relu)[0]), ops.MaxPool)
+
+
+def _compile(graph, calib, **kw):
+    return compile_graph(graph, CompileContext(CompileOptions(**kw), calib_x=calib))
+
+
+@pytest.mark.parametrize("name", sorted(torch_models()))
+@pytest.mark.parametrize("normalization", ["percentile", "max", "model"])
+def test_normalisation_keeps_ann_function(name, normalization, tmp_path):
+    """The rate view of the normalised SNN (activations a / lambda) reproduces the ANN output exactly."""
+    graph, _ = load_onnx(_export(torch_models()[name], tmp_path))
+    calib = rand(32, 3, 12, 12, seed=7)
+    result = _compile(graph, None if normalization == "model" else calib, normalization=normalization)
+    x = rand(5, 3, 12, 12, seed=8)
+    ann = run_ann(graph, x)[graph.outputs[0]]
+    out = result.snn.outputs[0]
+    rate = run_rate(result.snn, x)[out] * result.snn.payload(out).scale
+    assert (ann - rate).abs().max() <= TOL
+    assert all(result.snn.payload(n).scale > 0 for n in result.snn.nodes())
+
+
+def test_percentile_lambda_is_the_percentile_of_positive_activations(tmp_path):
+    graph, _ = load_onnx(_export(torch_models()["relu6_avgpool"], tmp_path))
+    calib = rand(64, 3, 12, 12, seed=9)
+    ctx = CompileContext(CompileOptions(percentile=90.0), calib_x=calib)
+    stats = calibrate(graph, ctx).meta["calibration"]["nodes"]
+    (relu,) = [n for n in graph.nodes() if isinstance(graph.payload(n), ops.Relu)]
+    acts = run_ann(graph, calib, keep=lambda n: n == relu)[relu].numpy().ravel()
+    assert stats[relu]["max"] == pytest.approx(acts.max())
+    assert stats[relu]["percentile"] == pytest.approx(np.percentile(acts[acts > 0], 90.0), rel=1e-6)
+
+
+def test_residual_add_relu_is_one_population_fed_by_both_paths(tmp_path):
+    graph, _ = load_onnx(_export(torch_models()["resnet_block_bn"], tmp_path))
+    snn = _compile(graph, rand(16, 3, 12, 12)).snn
+    fan_in = [snn.nx.in_degree(n) for n in snn.nodes() if isinstance(snn.payload(n), Population)]
+    assert fan_in.count(2) == 2          # the two blocks' Add + ReLU
+    assert snn.summary().count("Population") == 1
+
+
+def test_verifier_rejects_inconsistent_graphs():
+    graph, _ = load_onnx(MNIST8)
+    broken = graph.copy()
+    conv = next(n for n in broken.nodes() if isinstance(broken.payload(n), ops.Conv))
+    op = broken.payload(conv)
+    broken.set_payload(conv, dataclasses.replace(op, weight=op.weight[:, :, :3, :3]))
+    with pytest.raises(VerificationError, match="shape"):
+        verify(broken)
+    cyclic = graph.copy()
+    cyclic.nx.add_edge(graph.outputs[0], graph.topo_order()[1], port=5)
+    with pytest.raises(VerificationError, match="cycle"):
+        verify(cyclic)
