@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="neurocc: %(levelname)s: %(message)s", stream=sys.stderr)
+                        format="neurocc: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
     try:
         return args.func(args)
     except NeuroccError as e:

@@ -139,7 +139,9 @@ class _BatchRun:
                 self.v[name] = torch.full((self.b,) + node.shape, node.v0 * node.threshold,
                                           dtype=sim.dtype, device=sim.device)
         self.gates = {key: _Gate() for key in sim.gated}
-        self.history: dict[str, torch.Tensor] = {}      # last max-delay steps of each delayed source
+        # the last (max delay) steps of every delayed source; zeros before the first step
+        self.history = {src: torch.zeros((depth, self.b) + g.shape(src), dtype=sim.dtype, device=sim.device)
+                        for src, depth in sim.max_delay.items()}
         self.counts = {n: torch.zeros((self.b,) + g.shape(n), dtype=sim.dtype, device=sim.device)
                        for n in g.outputs if g.payload(n).readout == "spike"}
 
@@ -155,10 +157,7 @@ class _BatchRun:
     def _delayed(self, src: str, s: torch.Tensor, delay: int, tb: int) -> torch.Tensor:
         if delay == 0:
             return s
-        past = self.history.get(src)
-        if past is None:
-            past = torch.zeros((self.sim.max_delay[src],) + tuple(s.shape[1:]), dtype=s.dtype, device=s.device)
-        return torch.cat([past, s])[-delay - tb:-delay]
+        return torch.cat([self.history[src], s])[-delay - tb:-delay]
 
     def block(self, t0: int, t1: int, record) -> None:
         sim, g, tb = self.sim, self.sim.graph, t1 - t0
@@ -193,9 +192,7 @@ class _BatchRun:
             s = spikes[src]
             if constant[src]:
                 s = s.expand((tb,) + tuple(s.shape[1:]))
-            past = self.history.get(src)
-            joined = s if past is None else torch.cat([past, s])
-            self.history[src] = joined[-depth:]
+            self.history[src] = torch.cat([self.history[src], s])[-depth:]
 
     def _integrate(self, name: str, node: Population, current: torch.Tensor, record) -> torch.Tensor:
         v = self.v[name]

@@ -1,0 +1,61 @@
+"""Conversion on real data: a CNN trained on scikit-learn's digits converges to its ANN accuracy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from neurocc.backends.reference import Simulator
+from neurocc.evaluate import accuracy_over_time
+from neurocc.frontend.onnx import load_onnx
+from neurocc.ir.executor import run_ann
+from neurocc.options import CompileOptions
+from neurocc.pipeline import CompileContext, compile_graph
+
+
+@pytest.fixture(scope="module")
+def digits_onnx(digits, tmp_path_factory):
+    xtr, ytr, _, _ = digits
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                          nn.AvgPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr.astype(np.int64))
+    for _ in range(15):
+        for idx in torch.randperm(len(x)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    path = tmp_path_factory.mktemp("digits") / "cnn.onnx"
+    torch.onnx.export(model.eval(), (x[:1],), str(path), input_names=["x"], dynamic_axes={"x": {0: "N"}},
+                      dynamo=False, do_constant_folding=False)
+    return path
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_digits_snn_reaches_ann_accuracy(digits, digits_onnx, reset):
+    xtr, _, xte, yte = digits
+    graph, _ = load_onnx(digits_onnx)
+    result = compile_graph(graph, CompileContext(CompileOptions(v0=0.5, reset=reset), calib_x=xtr))
+    ann_acc = float((run_ann(result.ann, xte)[result.ann.outputs[0]].argmax(1).numpy() == yte).mean())
+    assert ann_acc > 0.9
+    trace = Simulator(result.snn).run(xte, 100, batch_size=150)
+    acc = accuracy_over_time(trace.predictions[result.snn.outputs[0]], yte)
+    if reset == "subtract":
+        assert acc[99] >= ann_acc - 0.01           # the issue's bar: within 1 point by step 100
+    else:
+        assert acc[99] >= ann_acc - 0.05           # reset to zero loses residues (srif paper), still converges
+    assert acc[99] > acc[0]
+
+
+def test_digits_poisson_coding_converges(digits, digits_onnx):
+    xtr, _, xte, yte = digits
+    graph, _ = load_onnx(digits_onnx)
+    result = compile_graph(graph, CompileContext(CompileOptions(), calib_x=xtr))
+    ann_acc = float((run_ann(result.ann, xte)[result.ann.outputs[0]].argmax(1).numpy() == yte).mean())
+    trace = Simulator(result.snn, coding="poisson", seed=1).run(xte, 200, batch_size=150)
+    acc = accuracy_over_time(trace.predictions[result.snn.outputs[0]], yte)
+    assert acc[-1] >= ann_acc - 0.03
+    assert trace.spikes["x"].sum() > 0              # Poisson input spikes are counted

@@ -1,0 +1,149 @@
+"""The reference simulator: hand-worked neuron dynamics, max-pool gate, delays, Poisson coding, events,
+independence of blocking and batching, and conversion accuracy on real data (scikit-learn digits)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neurocc.backends.reference import Simulator, fan_out
+from neurocc.backends.reference.simulator import poisson_spikes
+from neurocc.ir import Graph, ops, verify
+from neurocc.ir.snn import InputSource, Population, Projection
+
+
+def one_neuron(current: float, reset="subtract", v0=0.0, delay=0) -> Graph:
+    """input (1 value) --w=1--> one IF neuron --w=1--> accumulator."""
+    g = Graph("snn", inputs=["x"], outputs=["out"])
+    g.add_node("x", InputSource(shape=(1,)), (1,))
+    g.add_node("n", Population(shape=(1,), bias=np.zeros(1), reset=reset, v0=v0), (1,))
+    g.add_node("out", Population(shape=(1,), bias=np.zeros(1), readout="accumulate"), (1,))
+    g.add_projection("x", "n", Projection(ops=(ops.Gemm(weight=[[1.0]]),)))
+    g.add_projection("n", "out", Projection(ops=(ops.Gemm(weight=[[1.0]]),), delay=delay))
+    verify(g)
+    return g
+
+
+def spike_steps(g: Graph, x: float, steps: int, name="n", **kw) -> list[int]:
+    """1-based steps at which population ``name`` spiked, recovered from the trace's per-step counts."""
+    trace = Simulator(g, **kw).run(np.array([[x]], np.float32), steps)
+    return [t + 1 for t, c in enumerate(trace.spikes[name]) if c]
+
+
+@pytest.mark.parametrize("current, reset, v0, expected", [
+    # V: .25 .5 .75 1.0(spike, -> 0) ...: every 4th step
+    (0.25, "subtract", 0.0, [4, 8, 12]),
+    # V0 = 0.5: .75 1.0(spike) .25 .5 .75 1.0(spike) ...
+    (0.25, "subtract", 0.5, [2, 6, 10]),
+    # subtract keeps the residue: .375 .75 1.125(s) .125 .5 .875 1.25(s) .25 .625 1.0(s) 0 .375 .75 1.125(s)
+    (0.375, "subtract", 0.0, [3, 6, 8, 11]),
+    # reset to zero loses it: .375 .75 1.125(s) 0 -> .375 .75 1.125(s) ...
+    (0.375, "zero", 0.0, [3, 6, 9, 12]),
+])
+def test_if_neuron_hand_worked(current, reset, v0, expected):
+    assert spike_steps(one_neuron(current, reset, v0), current, 12) == expected
+
+
+def test_accumulator_readout_and_delay():
+    g = one_neuron(0.25, delay=2)
+    sim = Simulator(g)
+    trace = sim.run(np.array([[0.25]], np.float32), 12)
+    # spikes at 4, 8, 12 arrive at 6, 10: the accumulator holds 0 until step 6, 1 until 10, then 2
+    assert trace.final_readout["out"][0, 0] == 2.0
+    for block in (1, 3, 5):
+        t2 = sim.run(np.array([[0.25]], np.float32), 12, block=block)
+        assert t2.final_readout["out"][0, 0] == 2.0
+
+
+def gate_graph() -> Graph:
+    """input 1x2x2 --> IF population (identity weights) --gated max-pool 2x2--> accumulator."""
+    g = Graph("snn", inputs=["x"], outputs=["out"])
+    g.add_node("x", InputSource(shape=(1, 2, 2)), (1, 2, 2))
+    g.add_node("n", Population(shape=(1, 2, 2), bias=np.zeros((1, 2, 2))), (1, 2, 2))
+    g.add_node("out", Population(shape=(1, 1, 1), bias=np.zeros((1, 1, 1)), readout="accumulate"), (1, 1, 1))
+    g.add_projection("x", "n", Projection(ops=()))
+    g.add_projection("n", "out", Projection(ops=(ops.MaxPool(kernel=(2, 2), strides=(2, 2)),)))
+    verify(g)
+    return g
+
+
+def test_maxpool_gate_passes_the_running_maximum():
+    """Accumulated gate output == max over the window of accumulated input spikes, at every step."""
+    rates = np.array([[[[0.25, 0.5], [0.125, 0.375]]]], np.float32)
+    g = gate_graph()
+    steps = 16
+    trace = Simulator(g).run(rates, steps, block=5)
+    counts = np.floor(np.arange(1, steps + 1)[:, None] * rates.reshape(1, -1) + 1e-9)   # exact IF counts, V0 = 0
+    expected_out = counts.max(axis=1)
+    # the accumulator's final value is the number of gated spikes; per-step spike totals of n are counts' sums
+    assert trace.final_readout["out"][0, 0] == expected_out[-1]
+    assert np.array_equal(np.cumsum(trace.spikes["n"]), counts.sum(axis=1))
+
+
+def test_results_do_not_depend_on_blocking_or_batching():
+    """Dyadic weights and inputs make float sums exact, so any difference would be a simulator bug."""
+    rng = np.random.default_rng(0)
+    g = Graph("snn", inputs=["x"], outputs=["out"])
+    g.add_node("x", InputSource(shape=(2, 4, 4)), (2, 4, 4))
+    w = rng.integers(-8, 9, (3, 2, 3, 3)) / 16
+    g.add_node("a", Population(shape=(3, 4, 4), bias=rng.integers(-2, 3, (3, 4, 4)) / 32, v0=0.5), (3, 4, 4))
+    g.add_node("b", Population(shape=(3, 2, 2), bias=np.zeros((3, 2, 2)), reset="zero"), (3, 2, 2))
+    g.add_node("out", Population(shape=(4,), bias=np.zeros(4), readout="accumulate"), (4,))
+    g.add_projection("x", "a", Projection(ops=(ops.Conv(weight=w, pads=(1, 1, 1, 1)),)))
+    g.add_projection("a", "b", Projection(ops=(ops.MaxPool(kernel=(2, 2), strides=(2, 2)),), delay=1))
+    g.add_projection("a", "b", Projection(ops=(ops.AvgPool(kernel=(2, 2), strides=(2, 2)),), delay=3))
+    g.add_projection("b", "out", Projection(ops=(ops.Flatten(), ops.Gemm(weight=rng.integers(-4, 5, (4, 12)) / 8))))
+    verify(g)
+    x = (rng.integers(0, 17, (9, 2, 4, 4)) / 16).astype(np.float32)
+    sim = Simulator(g)
+    ref = sim.run(x, 20, batch_size=9, block=20)
+    for batch, block in [(1, 1), (4, 7), (9, 3)]:
+        t = sim.run(x, 20, batch_size=batch, block=block)
+        for k in ref.predictions:
+            assert np.array_equal(t.predictions[k], ref.predictions[k])
+            assert np.array_equal(t.final_readout[k], ref.final_readout[k])
+        for k in ref.spikes:
+            assert np.array_equal(t.spikes[k], ref.spikes[k])
+        assert np.array_equal(t.synaptic_events, ref.synaptic_events)
+
+
+def test_poisson_coding_is_reproducible_and_batch_independent():
+    x = torch.linspace(-1, 1, 50).reshape(2, 25)
+    ids = torch.tensor([10, 11])
+    steps = torch.arange(1, 201)
+    a = poisson_spikes(x, ids, steps, seed=3)
+    b = poisson_spikes(x[1:], ids[1:], steps, seed=3)
+    assert torch.equal(a[:, 1:], b)                      # same sample, other batch: same spikes
+    assert torch.equal(a[50:], poisson_spikes(x, ids, steps[50:], seed=3))   # other time block: same
+    assert not torch.equal(a, poisson_spikes(x, ids, steps, seed=4))
+    assert set(a.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    assert torch.all(torch.sign(a.sum(0)) * torch.sign(x) >= 0)
+
+
+def test_poisson_rate_matches_probability():
+    p = torch.full((1, 4000), 0.3)
+    s = poisson_spikes(p, torch.tensor([0]), torch.arange(1, 51), seed=0)
+    rate = s.mean().item()
+    assert abs(rate - 0.3) < 4 * np.sqrt(0.3 * 0.7 / s.numel())
+
+
+def test_synaptic_events_are_spikes_times_fan_out():
+    g = Graph("snn", inputs=["x"], outputs=["out"])
+    g.add_node("x", InputSource(shape=(3,)), (3,))
+    g.add_node("n", Population(shape=(3,), bias=np.zeros(3)), (3,))
+    g.add_node("out", Population(shape=(2,), bias=np.zeros(2), readout="accumulate"), (2,))
+    g.add_projection("x", "n", Projection(ops=()))
+    g.add_projection("n", "out", Projection(ops=(ops.Gemm(weight=[[1.0, 0.0, 2.0], [0.5, 0.0, 0.0]]),)))
+    assert fan_out(g, "n").tolist() == [2.0, 0.0, 1.0]
+    trace = Simulator(g).run(np.array([[1.0, 1.0, 0.5]], np.float32), 4)
+    # neuron 0 spikes every step (2 synapses), neuron 1 every step (0), neuron 2 every other step (1)
+    assert trace.synaptic_events.tolist() == [2.0, 3.0, 2.0, 3.0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu_on_exact_arithmetic():
+    g = gate_graph()
+    x = np.array([[[[0.25, 0.5], [0.125, 0.375]]]], np.float32)
+    cpu = Simulator(g).run(x, 30)
+    gpu = Simulator(g, device="cuda").run(x, 30)
+    assert np.array_equal(cpu.final_readout["out"], gpu.final_readout["out"])
