@@ -203,15 +203,15 @@ class _BatchRun:
             return potentials  # not consumed: outputs have no outgoing projections
         thr = node.threshold
         out = torch.empty_like(current)
+        fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
         for t in range(current.shape[0]):
             v.add_(current[t])
-            fired = v >= thr
-            s = fired.to(v.dtype)
+            torch.ge(v, thr, out=fired)
+            out[t].copy_(fired)
             if node.reset == "subtract":
-                v.sub_(s * thr)
+                v.sub_(out[t], alpha=thr)
             else:
                 v.masked_fill_(fired, 0.0)
-            out[t] = s
         record.spikes(name, out)
         if name in self.counts:
             counts = self.counts[name][None] + torch.cumsum(out, dim=0)
@@ -233,7 +233,9 @@ class _Recorder:
 
     def spikes(self, name: str, s: torch.Tensor) -> None:
         t = s.shape[0]
-        per_neuron = s.abs().sum(dim=1).reshape(t, -1).to(torch.float64)
+        if name in self.sim.graph.inputs:     # Poisson input spikes are signed
+            s = s.abs()
+        per_neuron = s.sum(dim=1).reshape(t, -1).to(torch.float64)   # float32 sums of 0/1: exact
         self.spike_totals[name][self.t0:self.t0 + t] += per_neuron.sum(dim=1).cpu().numpy()
         fan = self.sim.fanout.get(name)
         if fan is not None:
