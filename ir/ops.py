@@ -63,13 +63,10 @@ class Input(Op):
 
 
 @dataclass(frozen=True, eq=False)
-class Conv(Op):
+class _Layer(Op):
+    """A weighted layer: ``weight`` and an optional ``bias`` per output channel."""
     weight: np.ndarray
     bias: Optional[np.ndarray] = None
-    strides: tuple = (1, 1)
-    pads: tuple = (0, 0, 0, 0)
-    dilations: tuple = (1, 1)
-    groups: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "weight", _frozen_array(self.weight))
@@ -83,19 +80,16 @@ class Conv(Op):
 
 
 @dataclass(frozen=True, eq=False)
-class Gemm(Op):
-    weight: np.ndarray
-    bias: Optional[np.ndarray] = None
+class Conv(_Layer):
+    strides: tuple = (1, 1)
+    pads: tuple = (0, 0, 0, 0)
+    dilations: tuple = (1, 1)
+    groups: int = 1
 
-    def __post_init__(self):
-        object.__setattr__(self, "weight", _frozen_array(self.weight))
-        object.__setattr__(self, "bias", _frozen_array(self.bias))
 
-    def without_constant(self):
-        return dataclasses.replace(self, bias=None)
-
-    def has_constant(self):
-        return self.bias is not None
+@dataclass(frozen=True, eq=False)
+class Gemm(_Layer):
+    pass
 
 
 @dataclass(frozen=True, eq=False)

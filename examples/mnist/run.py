@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +41,7 @@ def main() -> None:
         sys.exit(f"MNIST not found at {args.mnist}; pass --mnist PATH (an npz with x_train, y_train, x_test, y_test)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)          # the weights' initialisation, so runs repeat
     d = np.load(args.mnist, allow_pickle=False)
     np.savez(out / "calib.npz", x=d["x_train"][:5000], y=d["y_train"][:5000])
     np.savez(out / "test.npz", x=d["x_test"], y=d["y_test"])
