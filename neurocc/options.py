@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+
+import numpy as np
 
 from neurocc.errors import NeuroccError
 
@@ -21,7 +22,6 @@ class Preprocess:
     std: tuple = ()
 
     def apply(self, x):
-        import numpy as np
         x = np.asarray(x, dtype=np.float32) * np.float32(self.input_scale)
         if x.ndim >= 2 and (self.mean or self.std):
             shape = (1, -1) + (1,) * (x.ndim - 2)

@@ -130,3 +130,33 @@ def test_verifier_rejects_inconsistent_graphs():
     cyclic.nx.add_edge(graph.outputs[0], graph.topo_order()[1], port=5)
     with pytest.raises(VerificationError, match="cycle"):
         verify(cyclic)
+
+
+class TwoHeads(nn.Module):
+    """An intermediate-prediction head (GAP + FC after block 1) beside the final head."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.head1, self.head2 = nn.Linear(8, 10), nn.Linear(8, 10)
+
+    def forward(self, x):
+        a = torch.relu(self.c1(x))
+        b = torch.relu(self.c2(a))
+        return self.head2(b.mean((2, 3))), self.head1(a.mean((2, 3)))
+
+
+def test_several_outputs_become_several_readouts(tmp_path):
+    x = torch.from_numpy(rand(2, 3, 12, 12, seed=1))
+    path = tmp_path / "heads.onnx"
+    torch.onnx.export(TwoHeads().eval(), (x,), str(path), input_names=["x"], output_names=["final", "ip"],
+                      dynamic_axes={"x": {0: "N"}}, dynamo=False)
+    graph, _ = load_onnx(path)
+    assert graph.outputs == ("final", "ip")
+    snn = _compile(graph, rand(16, 3, 12, 12)).snn
+    assert snn.outputs == ("final", "ip")
+    xs = rand(3, 3, 12, 12, seed=2)
+    ann, rate = run_ann(graph, xs), run_rate(snn, xs)
+    for o in ("final", "ip"):
+        assert snn.payload(o).readout == "accumulate"
+        assert (ann[o] - rate[o]).abs().max() <= TOL

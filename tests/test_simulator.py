@@ -147,3 +147,16 @@ def test_cuda_matches_cpu_on_exact_arithmetic():
     cpu = Simulator(g).run(x, 30)
     gpu = Simulator(g, device="cuda").run(x, 30)
     assert np.array_equal(cpu.final_readout["out"], gpu.final_readout["out"])
+
+
+def test_spike_count_readout_breaks_ties_by_potential():
+    g = Graph("snn", inputs=["x"], outputs=["out"])
+    g.add_node("x", InputSource(shape=(2,)), (2,))
+    g.add_node("out", Population(shape=(2,), bias=np.zeros(2), readout="spike"), (2,))
+    g.add_projection("x", "out", Projection(ops=()))
+    trace = Simulator(g).run(np.array([[0.25, 0.375]], np.float32), 4, block=3)
+    # counts stay 0:0 for two steps (class 1 has more potential), 0:1 at step 3, 1:1 at step 4 (V .0 vs .5)
+    assert trace.predictions["out"][:, 0].tolist() == [1, 1, 1, 1]
+    trace = Simulator(g).run(np.array([[0.5, 0.375]], np.float32), 4, block=3)
+    # V .5/.375 -> class 0; step 2 counts 1:0 -> 0; step 3 1:1, V .5 vs .125 -> 0; step 4 2:1 -> 0
+    assert trace.predictions["out"][:, 0].tolist() == [0, 0, 0, 0]

@@ -204,6 +204,7 @@ class _BatchRun:
         thr = node.threshold
         out = torch.empty_like(current)
         fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
+        trail = torch.empty_like(current) if name in self.counts else None   # V per step, for read-out ties
         for t in range(current.shape[0]):
             v.add_(current[t])
             torch.ge(v, thr, out=fired)
@@ -212,11 +213,13 @@ class _BatchRun:
                 v.sub_(out[t], alpha=thr)
             else:
                 v.masked_fill_(fired, 0.0)
+            if trail is not None:
+                trail[t].copy_(v)
         record.spikes(name, out)
         if name in self.counts:
             counts = self.counts[name][None] + torch.cumsum(out, dim=0)
             self.counts[name] = counts[-1].clone()
-            record.count_readout(name, counts, v)
+            record.count_readout(name, counts, trail)
         return out
 
 
@@ -252,7 +255,7 @@ class _Recorder:
         t = counts.shape[0]
         flat = counts.reshape(t, counts.shape[1], -1)
         best = flat.max(dim=2, keepdim=True).values
-        vv = v.reshape(1, v.shape[0], -1).expand_as(flat)
+        vv = v.reshape(flat.shape)
         score = torch.where(flat == best, vv, torch.full_like(vv, -math.inf))
         self.pred[name][self.t0:self.t0 + t] = score.argmax(dim=2).cpu().numpy()
         self.final[name] = flat[-1].cpu().numpy()
