@@ -154,6 +154,15 @@ class AvgPool(Op):
 
 
 @dataclass(frozen=True, eq=False)
+class SumPool(Op):
+    """Sum over each window (integer-exact pooling; integer mode writes AvgPool as SumPool x 1/k^2)."""
+    kernel: tuple
+    strides: tuple
+    pads: tuple = (0, 0, 0, 0)
+    ceil_mode: bool = False
+
+
+@dataclass(frozen=True, eq=False)
 class MaxPool(Op):
     kernel: tuple
     strides: tuple
@@ -183,8 +192,7 @@ class Slice(Op):
 
 
 OP_TYPES = {cls.__name__: cls for cls in (Input, Conv, Gemm, BatchNorm, Affine, Relu, Add, Concat,
-                                          AvgPool, MaxPool, GlobalAvgPool, Flatten, Pad, Slice)}
-LINEAR_OPS = (Conv, Gemm, BatchNorm, Affine, Add, Concat, AvgPool, GlobalAvgPool, Flatten, Pad, Slice)
+                                          AvgPool, SumPool, MaxPool, GlobalAvgPool, Flatten, Pad, Slice)}
 
 
 def tensor_of(payload, field: str, like: torch.Tensor) -> torch.Tensor:
@@ -265,6 +273,11 @@ def _avgpool(op: AvgPool, x):
     return _ceil_crop(op, x, sums)
 
 
+def _sumpool(op: SumPool, x):
+    y = F.avg_pool2d(_pool_padding(op, x, 0.0), op.kernel, op.strides, ceil_mode=op.ceil_mode, divisor_override=1)
+    return _ceil_crop(op, x, y)
+
+
 def _maxpool(op: MaxPool, x):
     y = F.max_pool2d(_pool_padding(op, x, float("-inf")), op.kernel, op.strides,
                      dilation=op.dilations, ceil_mode=op.ceil_mode)
@@ -286,7 +299,7 @@ def _slice(op: Slice, x):
 
 
 _UNARY: dict[type, Callable] = {
-    Conv: _conv, Gemm: _gemm, Affine: _affine, BatchNorm: _batchnorm, Relu: _relu, AvgPool: _avgpool,
+    Conv: _conv, Gemm: _gemm, Affine: _affine, BatchNorm: _batchnorm, Relu: _relu, AvgPool: _avgpool, SumPool: _sumpool,
     MaxPool: _maxpool, Pad: _pad, Slice: _slice,
     GlobalAvgPool: lambda op, x: x.mean(dim=(2, 3), keepdim=True),
     Flatten: lambda op, x: x.reshape(x.shape[0], -1),

@@ -62,7 +62,7 @@ def to_dict(g: Graph) -> tuple[dict, dict]:
             edges.append({"src": u, "dst": v, "port": d["port"]})
         else:
             proj = d["proj"]
-            edges.append({"src": u, "dst": v, "delay": proj.delay,
+            edges.append({"src": u, "dst": v, "delay": proj.delay, "shift": proj.shift,
                           "ops": [_encode(op, f"e/{i}/{j}", tensors) for j, op in enumerate(proj.ops)]})
     doc = {"level": g.level, "inputs": list(g.inputs), "outputs": list(g.outputs), "meta": g.meta,
            "nodes": nodes, "edges": edges}
@@ -78,5 +78,5 @@ def from_dict(doc: dict, tensors) -> Graph:
             g.add_edge(e["src"], e["dst"], e["port"])
         else:
             ops = tuple(_decode(o, tensors) for o in e["ops"])
-            g.add_projection(e["src"], e["dst"], Projection(ops=ops, delay=int(e["delay"])))
+            g.add_projection(e["src"], e["dst"], Projection(ops=ops, delay=int(e["delay"]), shift=int(e.get("shift", 0))))
     return g

@@ -3,7 +3,7 @@
 Semantics (one time step t = 1, 2, ...; every projection has a delay d >= 0 in steps):
 
     I_p(t) = bias_p + sum over projections q -> p of  chain_q( s_q(t - d_q) )
-    V_p(t) = V_p(t-1) + I_p(t)                        (no leak; leak is reserved for later targets)
+    V_p(t) = V_p(t-1) + I_p(t)                        (no leak)
     s_p(t) = 1 if V_p(t) >= threshold_p else 0        (spiking populations)
     V_p(t) <- V_p(t) - threshold_p * s_p(t)           (reset "subtract")
     V_p(t) <- 0 where s_p(t) = 1                      (reset "zero")
@@ -19,6 +19,10 @@ the maximum accumulated input at every step.
 
 ``scale`` is the activation value one spike per step stands for (the lambda of the normalisation);
 the ANN-equivalent activation of a population is rate * scale.
+
+That is float mode. After the ``quantize`` pass (graph meta ``mode == "integer"``) every weight, bias,
+threshold and initial potential is an integer in the target's units and each population follows its
+target's ``semantics`` (``backends/reference/neurons.py`` states each update exactly).
 """
 from __future__ import annotations
 
@@ -35,9 +39,13 @@ READOUTS = ("spike", "accumulate")
 
 @dataclass(frozen=True, eq=False)
 class InputSource:
-    """Feeds the (pre-processed) model input; ``scale`` is the input magnitude one unit of current means."""
+    """Feeds the (pre-processed) model input; ``scale`` is the input magnitude one unit of current means.
+
+    In integer mode an analog input is quantised to ``bits`` fractional bits: x_q = round(x / scale * 2^bits).
+    """
     shape: tuple
     scale: float = 1.0
+    bits: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,9 +59,15 @@ class Population:
     readout: str = "spike"
     scale: float = 1.0                  # activation value of one spike per step (lambda)
     cap: Optional[float] = None         # ANN clip of the activation, in units of scale (Clip max)
-    leak: float = 0.0
-    refractory: int = 0
     source_node: Optional[str] = None   # the ANN node this population stands for
+    # integer mode (set by the quantize pass; see backends/reference/neurons.py for each semantics)
+    semantics: str = "float"            # float | nliaf | loihi
+    compare: str = ">="                 # spike when V >= threshold, or V > threshold
+    state_bits: int = 0                 # width of V (0: unbounded float)
+    overflow: str = "saturate"          # wrap | saturate at state_bits
+    input_shift: int = 0                # synaptic input is scaled by 2^input_shift (Loihi: 6)
+    du: int = 4095                      # Loihi current decay (4095: no memory)
+    dv: int = 0                         # Loihi voltage decay (0: no leak)
 
     def __post_init__(self):
         object.__setattr__(self, "bias", _frozen_array(self.bias))
@@ -64,9 +78,14 @@ class Population:
 
 @dataclass(frozen=True, eq=False)
 class Projection:
-    """Synapses from one source to one population: a chain of IR ops without constants, then a delay."""
+    """Synapses from one source to one population: a chain of IR ops without constants, then a delay.
+
+    In integer mode the chain's weights are integers and the summed input is scaled by 2^shift
+    (Loihi's weight_exp; a negative shift floors), then by 2^input_shift of the target population.
+    """
     ops: tuple  # tuple[Op, ...], applied first to last
     delay: int = 0
+    shift: int = 0
 
     def __post_init__(self):
         for op in self.ops:

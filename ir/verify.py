@@ -86,6 +86,25 @@ def _verify_snn(g: Graph) -> None:
                 raise VerificationError(f"projection {src!r} -> {name!r} yields {tuple(out.shape[1:])}, target is {shape}")
 
 
+def _verify_integers(g: Graph) -> None:
+    """Integer mode: parameters are integers, stored exactly (float32 holds integers below 2^24)."""
+    def check(where, arr):
+        a = np.asarray(arr, dtype=np.float64)
+        if not np.all(a == np.rint(a)) or np.abs(a).max(initial=0) >= 2 ** 24:
+            raise VerificationError(f"{where}: integer mode needs integers below 2^24")
+    for name in g.nodes():
+        node = g.payload(name)
+        if isinstance(node, Population):
+            check(f"population {name!r} bias", node.bias)
+            check(f"population {name!r} threshold", [node.threshold])
+            for src, _, proj in g.projections(name):
+                if not isinstance(proj.shift, int):
+                    raise VerificationError(f"projection {src!r} -> {name!r}: shift {proj.shift!r} is not an integer")
+                for op in proj.ops:
+                    for field, arr in op.tensors().items():
+                        check(f"projection {src!r} -> {name!r} {field}", arr)
+
+
 def verify(g: Graph) -> None:
     """Raise ``VerificationError`` if ``g`` breaks an invariant of its level."""
     if not nx.is_directed_acyclic_graph(g.nx):
@@ -94,3 +113,5 @@ def verify(g: Graph) -> None:
         if name not in g:
             raise VerificationError(f"graph input/output {name!r} is not a node")
     (_verify_ann if g.level == "ann" else _verify_snn)(g)
+    if g.meta.get("mode") == "integer":
+        _verify_integers(g)

@@ -15,6 +15,7 @@ import numpy as np
 
 from neurocc import __version__
 from neurocc.errors import NeuroccError
+from neurocc.hwmodels import load_hwmodel, load_hwmodel_file
 
 log = logging.getLogger("neurocc")
 
@@ -76,25 +77,56 @@ def cmd_compile(args) -> int:
     opts = CompileOptions(target=args.target, normalization=normalization, percentile=args.percentile,
                           reset=args.reset, v0=args.v0, readout=args.readout, calib_samples=args.calib_samples,
                           batch_size=args.batch_size, preprocess=pre)
+    hw = None
+    if args.hwmodel:
+        if opts.target == "reference":
+            raise NeuroccError("--hwmodel needs an integer target (--target generic or loihi)")
+        hw = load_hwmodel_file(args.hwmodel)
+        if hw.semantics != load_hwmodel(opts.target).semantics:
+            raise NeuroccError(f"{args.hwmodel}: semantics {hw.semantics!r} do not match target {opts.target!r}")
     t0 = time.perf_counter()
     ann, source = load_onnx(args.model)
     if len(ann.inputs) != 1:
         raise NeuroccError(f"{args.model}: models with {len(ann.inputs)} inputs are not supported (need 1)")
-    calib_x = None
+    calib_x = calib_y = None
     if normalization != "model":
-        calib_x, _ = load_data(args.calib, ann.shape(ann.inputs[0]), pre, limit=args.calib_samples)
-    ctx = CompileContext(options=opts, calib_x=calib_x, progress=_progress(args.quiet, "calibrating"),
-                         print_ir_after=tuple(args.print_ir_after))
+        calib_x, calib_y = load_data(args.calib, ann.shape(ann.inputs[0]), pre, limit=args.calib_samples)
+    ctx = CompileContext(options=opts, calib_x=calib_x, calib_y=calib_y, hwmodel=hw,
+                         progress=_progress(args.quiet, "calibrating"), print_ir_after=tuple(args.print_ir_after))
     result = compile_graph(ann, ctx)
     out = write_artifact(args.output, source_name=Path(args.model).name, source_bytes=source, options=opts,
                          passes=result.passes, ann=result.ann, snn=result.snn)
     elapsed = time.perf_counter() - t0
+    lossy = [r for r in result.snn.meta.get("quantization", []) if r["mass_lost"] > args.warn_mass_lost]
+    for r in lossy:
+        log.warning("%s <- %s loses %.2f %% of its weight mass to clipping and rounding to zero",
+                    r["population"], r["source"], 100 * r["mass_lost"])
     if not args.quiet:
         print(_population_table(result.snn))
+        if "quantization" in result.snn.meta:
+            print(_quantization_table(result.snn.meta))
         for note in result.snn.meta.get("notes", []):
             print(f"note: {note}")
         print(f"compiled {args.model} for target {opts.target} in {elapsed:.2f} s -> {out}")
     return 0
+
+
+def _quantization_table(meta: dict) -> str:
+    from neurocc.report import table
+
+    rows = [[r["population"], r["source"], f"{r['threshold']:,.0f}", r["exponent"], f"{r['weights']:,}",
+             r["clipped"], r["zeroed"], f"{100 * r['rel_error']:.2f}", f"{100 * r['mass_lost']:.3f}"]
+            for r in meta["quantization"]]
+    text = f"quantised for {meta['hwmodel']}:\n" + table(
+        ["population", "from", "threshold", "exp", "weights", "clipped", "zeroed", "rel. err %", "mass lost %"], rows,
+        align="llrrrrrrr")
+    check = meta.get("quantized_function")
+    if check:
+        text += f"\nquantised ANN function on {check['samples']} calibration samples: argmax agrees with float on " \
+                f"{100 * check['agreement']:.2f} %"
+        if "quantized_accuracy" in check:
+            text += f"; accuracy {100 * check['quantized_accuracy']:.2f} % (float {100 * check['float_accuracy']:.2f} %)"
+    return text
 
 
 def _population_table(snn) -> str:
@@ -198,6 +230,9 @@ def cmd_inspect(args) -> int:
             ["options", json.dumps(m["options"])],
         ]))
         print(_population_table(art.snn))
+        if "quantization" in art.snn.meta:
+            print(_formats_table(art.snn.meta["hwmodel"]))
+            print(_quantization_table(art.snn.meta))
         if args.ir:
             print(dump(art.snn))
         return 0
@@ -216,6 +251,17 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def _formats_table(name: str) -> str:
+    from neurocc.report import table
+
+    hw = load_hwmodel(name)
+    rows = []
+    for section in ("weights", "neuron", "timing"):
+        for key, value in vars(getattr(hw, section)).items():
+            rows.append([f"{section}.{key}", value, hw.source(f"{section}.{key}")[:90]])
+    return f"{hw.name}: {hw.description}\n" + table(["format", "value", "source"], rows, align="lrl")
+
+
 # ------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     from neurocc.options import TARGETS
@@ -230,7 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=COMPILE_EXAMPLE, formatter_class=fmt)
     c.add_argument("model", help="the ONNX file")
     c.add_argument("-o", "--output", required=True, help="artifact folder to write (replaced if it is an artifact)")
-    c.add_argument("--target", default="reference", choices=TARGETS, help="deployment target (default: reference)")
+    c.add_argument("--target", default="reference", choices=TARGETS,
+                   help="reference (float), or an integer target: generic (ideal NL-IAF), loihi (default: reference)")
+    c.add_argument("--hwmodel", metavar="FILE.toml", help="a custom hardware model for the target (default: the shipped one)")
+    c.add_argument("--warn-mass-lost", type=float, default=0.01,
+                   help="warn when quantisation loses more than this fraction of a projection's weight mass (0.01)")
     c.add_argument("--calib", help="calibration data (.npz with x): training images for normalisation")
     c.add_argument("--calib-samples", type=int, default=1000, help="use the first N calibration samples (default 1000)")
     c.add_argument("--normalization", choices=("percentile", "max", "model"),

@@ -8,7 +8,7 @@ import numpy as np
 from neurocc.errors import NeuroccError
 
 NORMALIZATIONS = ("percentile", "max", "model")
-TARGETS = ("reference",)
+TARGETS = ("reference", "generic", "loihi")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The ordered pass lists, in one place, and the pass manager that runs them.
 
-    ANN: canonicalize -> fold_batchnorm -> calibrate -> lower_to_snn -> SNN: normalize
+    ANN: canonicalize -> fold_batchnorm -> calibrate -> lower_to_snn -> SNN: normalize [-> quantize]
+
+``reference`` stays in float; the integer targets quantise for their hardware model (hwmodels/).
 
 Every pass is followed by ``verify``. A pass that fails with a user error (``NeuroccError``) passes it
 on; any other failure is reported with the passes that already ran.
@@ -14,6 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from neurocc.errors import NeuroccError
+from neurocc.hwmodels import load_hwmodel
 from neurocc.ir import Graph, VerificationError, verify
 from neurocc.ir.printer import dump
 from neurocc.options import CompileOptions
@@ -23,6 +26,7 @@ from neurocc.passes.canonicalize import canonicalize
 from neurocc.passes.fold_batchnorm import fold_batchnorm
 from neurocc.passes.lower import lower_to_snn
 from neurocc.passes.normalize import normalize
+from neurocc.passes.quantize import quantize
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +36,12 @@ ANN_PASSES = (
     Pass("calibrate", calibrate, "ann", "ann"),
 )
 LOWERING = Pass("lower_to_snn", lower_to_snn, "ann", "snn")
+_NORMALIZE = Pass("normalize", normalize, "snn", "snn")
+_QUANTIZE = Pass("quantize", quantize, "snn", "snn")
 SNN_PASSES = {
-    "reference": (Pass("normalize", normalize, "snn", "snn"),),
+    "reference": (_NORMALIZE,),
+    "generic": (_NORMALIZE, _QUANTIZE),
+    "loihi": (_NORMALIZE, _QUANTIZE),
 }
 ALL_PASS_NAMES = tuple(p.name for p in ANN_PASSES) + (LOWERING.name,) + tuple(
     dict.fromkeys(p.name for ps in SNN_PASSES.values() for p in ps))
@@ -47,6 +55,8 @@ def _identity(it):
 class CompileContext:
     options: CompileOptions
     calib_x: Optional[np.ndarray] = None
+    calib_y: Optional[np.ndarray] = None
+    hwmodel: Optional[object] = None        # the target's HwModel (integer targets)
     progress: Callable = _identity          # wraps long iterations (a progress bar in the CLI)
     print_ir_after: tuple = ()
     printer: Callable[[str], None] = print
@@ -87,6 +97,8 @@ def run_passes(graph: Graph, passes, ctx: CompileContext, done: list) -> Graph:
 def compile_graph(ann: Graph, ctx: CompileContext) -> CompileResult:
     """Run the target's pipeline on an imported ANN graph."""
     verify(ann)
+    if ctx.options.target != "reference" and ctx.hwmodel is None:
+        ctx.hwmodel = load_hwmodel(ctx.options.target)
     done: list = []
     ann = run_passes(ann, ANN_PASSES, ctx, done)
     snn = run_passes(ann, (LOWERING,), ctx, done)

@@ -6,6 +6,14 @@ over (steps x samples) inputs, and only the membrane update loops over steps. Co
 is projected once per block. Blocks carry all state (membrane potentials, max-pool gate counts,
 delay lines), so the result does not depend on the block length.
 
+Integer mode (graphs after ``quantize``): spikes and projections are computed in float64, which is
+exact because every projection's largest possible sum, checked when the simulator is built, stays
+below 2^53 (sum over the fan-in of |integer weight| x the largest source value); a projection that
+could exceed it is split into high and low weight halves, each exact, recombined in int64. Sums are
+then converted to int64, shifted by the projection's ``shift`` (a negative shift floors) and the
+target's ``input_shift``; neuron state is int64 with the target's width and overflow rule. Analog input
+is quantised to the input source's ``bits`` and saturates at the calibration range (|x| <= scale).
+
 Counting conventions of the trace (all summed over the samples of the run):
   * spikes: spikes emitted by spiking populations per step (analog input current is not spikes;
     Poisson input spikes are counted under the input's name);
@@ -27,6 +35,8 @@ from neurocc.errors import NeuroccError
 from neurocc.ir import Graph, ops
 from neurocc.ir.executor import apply_chain
 from neurocc.ir.snn import InputSource, Population
+
+from .neurons import BIAS_IN_DRIVE, UPDATES
 
 CODINGS = ("analog", "poisson")
 _BLOCK_BYTES = 256 * 2 ** 20   # budget for one block's spike tensors
@@ -107,6 +117,11 @@ def fan_out(graph: Graph, src: str) -> np.ndarray:
     return total
 
 
+def _shift(x: torch.Tensor, k: int) -> torch.Tensor:
+    """x * 2^k for k >= 0, floor(x / 2^-k) for k < 0 (arithmetic shift), on int64."""
+    return x << k if k >= 0 else x >> -k
+
+
 class _Gate:
     """State of one gated max-pool (weighted-spikes §4.5): accumulated input C and pooled max M."""
 
@@ -132,12 +147,11 @@ class _BatchRun:
         self.sim, self.x, self.ids = sim, x, sample_ids
         g = sim.graph
         self.b = x.shape[0]
-        self.v = {}
+        self.state: dict[str, dict] = {}
         for name in sim.order:
             node = g.payload(name)
             if isinstance(node, Population):
-                self.v[name] = torch.full((self.b,) + node.shape, node.v0 * node.threshold,
-                                          dtype=sim.dtype, device=sim.device)
+                self.state[name] = sim.initial_state(node, self.b)
         self.gates = {key: _Gate() for key in sim.gated}
         # the last (max delay) steps of every delayed source; zeros before the first step
         self.history = {src: torch.zeros((depth, self.b) + g.shape(src), dtype=sim.dtype, device=sim.device)
@@ -149,7 +163,11 @@ class _BatchRun:
         """(spikes of an input source for steps t0..t1-1, constant-over-time flag)."""
         node = self.sim.graph.payload(name)
         xs = self.x / node.scale
+        if self.sim.integer:
+            xs = xs.clamp(-1.0, 1.0)
         if self.sim.coding == "analog":
+            if self.sim.integer:
+                xs = torch.round(xs * 2.0 ** node.bits)
             return xs[None], True
         steps = torch.arange(t0 + 1, t1 + 1, dtype=torch.int64)
         return poisson_spikes(xs, self.ids, steps, self.sim.seed), False
@@ -170,7 +188,7 @@ class _BatchRun:
                 if not constant[name]:
                     record.spikes(name, spikes[name])
                 continue
-            current = ops.tensor_of(node, "bias", self.x)[None, None]
+            current = 0
             for src, _, k, proj in sim.incoming[name]:
                 s = spikes[src]
                 if proj.delay or (proj.ops and isinstance(proj.ops[0], ops.MaxPool)):
@@ -182,8 +200,10 @@ class _BatchRun:
                     s = self.gates[(src, name, k)](chain[0], s)
                     chain = chain[1:]
                 t = s.shape[0]
-                flat = apply_chain(chain, s.reshape((t * self.b,) + tuple(s.shape[2:])))
+                flat = sim.project((src, name, k), proj, chain, s.reshape((t * self.b,) + tuple(s.shape[2:])))
                 current = current + flat.reshape((t, self.b) + tuple(flat.shape[1:]))
+            if BIAS_IN_DRIVE[node.semantics]:
+                current = current + self.state[name]["bias"]
             if current.shape[0] == 1 and tb > 1:
                 current = current.expand((tb,) + tuple(current.shape[1:]))
             spikes[name] = self._integrate(name, node, current, record)
@@ -195,24 +215,20 @@ class _BatchRun:
             self.history[src] = torch.cat([self.history[src], s])[-depth:]
 
     def _integrate(self, name: str, node: Population, current: torch.Tensor, record) -> torch.Tensor:
-        v = self.v[name]
+        state = self.state[name]
+        v = state["v"]
         if node.readout == "accumulate":
             potentials = v[None] + torch.cumsum(current, dim=0)
-            self.v[name] = potentials[-1].clone()
+            state["v"] = potentials[-1].clone()
             record.readout(name, potentials)
             return potentials  # not consumed: outputs have no outgoing projections
-        thr = node.threshold
-        out = torch.empty_like(current)
+        update = UPDATES[node.semantics]
+        out = torch.empty(current.shape, dtype=self.sim.dtype, device=v.device)
         fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
         trail = torch.empty_like(current) if name in self.counts else None   # V per step, for read-out ties
         for t in range(current.shape[0]):
-            v.add_(current[t])
-            torch.ge(v, thr, out=fired)
+            update(state, current[t], node, fired)
             out[t].copy_(fired)
-            if node.reset == "subtract":
-                v.sub_(out[t], alpha=thr)
-            else:
-                v.masked_fill_(fired, 0.0)
             if trail is not None:
                 trail[t].copy_(v)
         record.spikes(name, out)
@@ -272,6 +288,9 @@ class Simulator:
             raise NeuroccError(f"unknown input coding {coding!r}; use one of {', '.join(CODINGS)}")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise NeuroccError("--device cuda was asked for, but torch sees no CUDA device here")
+        self.integer = graph.meta.get("mode") == "integer"
+        if self.integer:
+            dtype = torch.float64
         self.graph, self.device, self.coding, self.seed, self.dtype = graph, torch.device(device), coding, seed, dtype
         self.order = graph.topo_order()
         self.incoming = {n: [(u, v, k, d["proj"]) for u, v, k, d in graph.nx.in_edges(n, keys=True, data=True)]
@@ -290,6 +309,67 @@ class Simulator:
         self.fanout = {n: torch.as_tensor(fan_out(graph, n).reshape(-1), device=self.device)
                        for n in self.spiking if graph.nx.out_degree(n)}
         self.neurons = sum(int(np.prod(graph.shape(n))) for n in self.order)
+        self.exact_parts = {key: self._exact_parts(key, chain) for key, chain in self._integer_chains()}
+
+    def _integer_chains(self):
+        """(projection key, chain after any gate) of every projection, in integer mode."""
+        if not self.integer:
+            return []
+        out = []
+        for n in self.order:
+            for u, v, k, p in self.incoming[n]:
+                chain = p.ops[1:] if p.ops and isinstance(p.ops[0], ops.MaxPool) else p.ops
+                out.append(((u, v, k), chain))
+        return out
+
+    def _exact_parts(self, key, chain) -> list:
+        """[(chain, factor)] whose float64 results, times the factors, sum to the exact integer input.
+
+        The bound of a chain is max over targets of sum |w| * (largest source value); float64 holds
+        every integer below 2^53 exactly, so a chain under the bound is used as it is; otherwise its
+        weights are split into high and low parts, w = hi * 2^26 + lo, each bounded by 2^26 * fan-in.
+        """
+        src = self.graph.payload(key[0])
+        largest = 2.0 ** src.bits if isinstance(src, InputSource) else 1.0
+        x = torch.full((1,) + self.graph.shape(key[0]), largest, dtype=torch.float64)
+        for op in chain:
+            x = ops.apply_abs(op, x)
+        bound = float(x.max())
+        if bound < 2.0 ** 53:
+            return [(chain, 1)]
+        split = 2 ** 26
+        hi = tuple(dataclasses.replace(op, weight=np.floor(op.weight / split)) if isinstance(op, (ops.Conv, ops.Gemm))
+                   else op for op in chain)
+        lo = tuple(dataclasses.replace(op, weight=op.weight - np.floor(op.weight / split) * split)
+                   if isinstance(op, (ops.Conv, ops.Gemm)) else op for op in chain)
+        return [(hi, split), (lo, 1)]
+
+    def project(self, key, proj, chain, s: torch.Tensor) -> torch.Tensor:
+        """A projection's input to its target for the flattened (steps x samples) source values ``s``."""
+        if not self.integer:
+            return apply_chain(chain, s)
+        total = None
+        for part, factor in self.exact_parts[key]:
+            y = apply_chain(part, s).round().to(torch.int64) * factor
+            total = y if total is None else total + y
+        src, dst = self.graph.payload(key[0]), self.graph.payload(key[1])
+        if isinstance(src, InputSource):                    # injected input: one floor shift
+            return _shift(total, proj.shift + dst.input_shift - src.bits)
+        return _shift(_shift(total, proj.shift), dst.input_shift)
+
+    def initial_state(self, node: Population, batch: int) -> dict:
+        shape = (batch,) + tuple(node.shape)
+        kind = dict(dtype=torch.int64 if self.integer else self.dtype, device=self.device)
+        if self.integer:
+            v0 = int(round(node.v0 * node.threshold))
+            bias = torch.as_tensor(np.rint(node.bias).astype(np.int64), device=self.device)
+        else:
+            v0 = node.v0 * node.threshold
+            bias = torch.as_tensor(np.array(node.bias), dtype=self.dtype, device=self.device)
+        state = {"v": torch.full(shape, v0, **kind), "bias": bias}
+        if node.semantics == "loihi":
+            state["u"] = torch.zeros(shape, **kind)
+        return state
 
     def block_steps(self, batch: int, steps: int) -> int:
         per_step = batch * self.neurons * torch.tensor([], dtype=self.dtype).element_size() * 3

@@ -1,0 +1,251 @@
+"""quantize: map a normalised float SNN onto a hardware model's integer formats.
+
+For every population p (threshold 1 after ``normalize``) it picks one integer threshold in state units,
+theta_p = vth * 2^threshold_shift, and derives everything else from that one scale, so that
+threshold / weight / bias ratios are kept:
+
+    w_int = round(W * theta_p / 2^(e + input_shift))      per projection, exponent e (Loihi weight_exp)
+    bias  = mant * 2^exp ~= b * theta_p                   per neuron, mant/exp in the bias format
+    V(0)  = round(v0 * theta_p)
+
+vth is the largest integer that lets (1) the threshold fit its bits and leave 8x headroom in the
+state width, (2) every bias fit the bias format, (3) every projection's weights fit the weight bits
+with an exponent no larger than the format's maximum. e is then the smallest exponent whose weights
+fit, so each projection uses its full weight range. Loihi's mixed-sign weights lose their LSB (lava's
+truncate_weights), so they are rounded to even values. Pooling becomes integer sum pooling with the
+1/k^2 folded into the weights. A model that cannot fit (weights too large for any vth >= 1) is a
+``NeuroccError``.
+
+The report (graph meta ``quantization``) gives per projection the exponent, clipped weights, weights
+rounded to zero, the relative weight error ||W_q - W|| / ||W|| and the weight mass lost; and the
+agreement of the quantised network's ANN function (the rate view of the dequantised graph) with the
+float one, and its accuracy when calibration labels exist.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from neurocc.errors import NeuroccError
+from neurocc.ir import Graph, ops
+from neurocc.ir.executor import run_rate
+from neurocc.ir.snn import InputSource, Population, Projection
+
+from .normalize import scale_chain
+
+HEADROOM = 8          # the threshold uses at most 1/8 of the state range
+INPUT_BITS = 8        # fractional bits of an analog input in integer mode
+
+
+def integer_chain(chain: tuple, src_shape: tuple, where: str) -> tuple[tuple, float]:
+    """The chain with pooling as integer sums and its float gains gathered into one weighted op.
+
+    Returns (ops, gain): ``ops`` contains at most one Conv/Gemm or, without one, nothing weighted;
+    the caller multiplies the weights by ``gain``.
+    """
+    out, gain = [], 1.0
+    x = torch.zeros((1,) + tuple(src_shape))
+    for op in chain:
+        if isinstance(op, ops.AvgPool):
+            if any(op.pads) and not op.count_include_pad:
+                raise NeuroccError(f"{where}: average pooling that excludes padding from its divisor has "
+                                   "non-uniform weights; integer targets need count_include_pad=1 or no padding")
+            new = ops.SumPool(kernel=op.kernel, strides=op.strides, pads=op.pads, ceil_mode=op.ceil_mode)
+            gain /= float(np.prod(op.kernel))
+        elif isinstance(op, ops.GlobalAvgPool):
+            h, w = x.shape[2], x.shape[3]
+            new = ops.SumPool(kernel=(h, w), strides=(h, w))
+            gain /= float(h * w)
+        elif isinstance(op, ops.Affine):
+            if op.scale is None:
+                x = ops.apply(op, [x])
+                continue
+            if np.ndim(op.scale) and np.size(op.scale) > 1:
+                raise NeuroccError(f"{where}: a per-channel scale inside a projection is not supported on integer targets")
+            gain *= float(op.scale)
+            x = ops.apply(op, [x])
+            continue
+        else:
+            new = op
+        out.append(new)
+        x = ops.apply(new, [x])
+    weighted = [op for op in out if isinstance(op, (ops.Conv, ops.Gemm))]
+    if len(weighted) > 1:
+        raise NeuroccError(f"{where}: a projection with {len(weighted)} weighted layers in a row cannot be quantised")
+    return tuple(out), gain
+
+
+def _weights(chain: tuple):
+    """The float weights of a chain: the Conv/Gemm weight, or None for a weightless (identity-like) chain."""
+    for op in chain:
+        if isinstance(op, (ops.Conv, ops.Gemm)):
+            return op.weight
+    return None
+
+
+def _with_weights(chain: tuple, w) -> tuple:
+    for i, op in enumerate(chain):
+        if isinstance(op, (ops.Conv, ops.Gemm)):
+            return chain[:i] + (dataclasses.replace(op, weight=w),) + chain[i + 1:]
+    return chain + (ops.Affine(scale=np.float32(w)),)
+
+
+@dataclasses.dataclass
+class _Incoming:
+    src: str
+    key: int
+    proj: Projection
+    chain: tuple
+    weights: np.ndarray          # float weights (gain folded in), a scalar array for weightless chains
+
+
+def _weight_limit(w: np.ndarray, fmt) -> tuple[int, int, bool]:
+    """(lowest, highest) integer weight and whether values must be even, for weights ``w``."""
+    top = 2 ** fmt.magnitude_bits - 1
+    if w.min() >= 0:
+        return 0, top, False
+    if w.max() <= 0:
+        return -top, 0, False
+    if fmt.mixed_sign_drops_lsb:
+        return -(top + 1), top - 1, True
+    return -top, top, False
+
+
+def _quantize_weights(w: np.ndarray, scale: float, fmt) -> tuple[np.ndarray, dict]:
+    lo, hi, even = _weight_limit(w, fmt)
+    x = w.astype(np.float64) * scale
+    q = 2 * np.rint(x / 2) if even else np.rint(x)
+    clipped = (q < lo) | (q > hi)
+    q = np.clip(q, lo, hi)
+    zeroed = (w != 0) & (q == 0)
+    total = max(float(np.abs(x).sum()), 1e-30)
+    return q, {"clipped": int(clipped.sum()), "zeroed": int(zeroed.sum()),
+               "rel_error": float(np.linalg.norm(q - x) / max(np.linalg.norm(x), 1e-30)),
+               "mass_lost": float(np.abs(x - q)[clipped | zeroed].sum() / total)}
+
+
+def _max_bias(fmt) -> float:
+    mant = 2 ** (fmt.bias_mantissa_bits - 1) - 1
+    return mant * 2.0 ** (2 ** fmt.bias_exponent_bits - 1 if fmt.bias_exponent_bits else 0)
+
+
+def _quantize_bias(b: np.ndarray, fmt) -> np.ndarray:
+    """b (state units) as mantissa * 2^exponent per neuron, in the bias format."""
+    mant_max = 2 ** (fmt.bias_mantissa_bits - 1) - 1
+    exp_max = 2 ** fmt.bias_exponent_bits - 1 if fmt.bias_exponent_bits else 0
+    mag = np.abs(b)
+    with np.errstate(divide="ignore"):
+        exp = np.where(mag > mant_max, np.ceil(np.log2(np.maximum(mag, 1) / mant_max)), 0)
+    exp = np.clip(exp, 0, exp_max)
+    mant = np.clip(np.rint(b / 2.0 ** exp), -mant_max, mant_max)
+    return mant * 2.0 ** exp
+
+
+def _choose_vth(name: str, node: Population, incoming: list, hw) -> int:
+    n, w = hw.neuron, hw.weights
+    tshift = 2.0 ** n.threshold_shift
+    limits = {"threshold bits": 2 ** (n.threshold_bits - 1) - 1,
+              "state headroom": 2 ** (n.state_bits - 1) / HEADROOM / tshift}
+    max_bias = float(np.abs(node.bias).max()) if node.bias.size else 0.0
+    if max_bias > 0:
+        limits["bias format"] = _max_bias(n) / (max_bias * tshift)
+    for inc in incoming:
+        biggest = float(np.abs(inc.weights).max())
+        if biggest > 0:
+            wmax = 2 ** w.magnitude_bits - 1
+            limits[f"weights from {inc.src}"] = wmax * 2.0 ** (w.exponent_max + n.input_shift) / (biggest * tshift)
+    binding = min(limits, key=limits.get)
+    vth = int(math.floor(limits[binding]))
+    if vth < 1:
+        raise NeuroccError(f"population {name!r} cannot fit the {hw.name} formats: its {binding} would need a "
+                           f"threshold below 1 (largest weight {max(float(np.abs(i.weights).max()) for i in incoming):.3g}, "
+                           f"largest bias {max_bias:.3g} in threshold units)")
+    return vth
+
+
+def quantize(graph: Graph, ctx) -> Graph:
+    """Map weights, thresholds, biases and V0 onto the target's integer formats from one scale per population."""
+    hw = ctx.hwmodel
+    g = graph.copy()
+    report = []
+    for name in g.topo_order():
+        node = g.payload(name)
+        if isinstance(node, InputSource):
+            g.set_payload(name, dataclasses.replace(node, bits=INPUT_BITS))
+            continue
+        incoming = []
+        for u, _, k, d in g.nx.in_edges(name, keys=True, data=True):
+            proj = d["proj"]
+            gate = proj.ops[:1] if proj.ops and isinstance(proj.ops[0], ops.MaxPool) else ()
+            chain, gain = integer_chain(proj.ops[len(gate):], g.shape(u), f"projection {u!r} -> {name!r}")
+            w = _weights(chain)
+            w = np.float64(gain) if w is None else w.astype(np.float64) * gain
+            incoming.append(_Incoming(u, k, proj, gate + chain, np.asarray(w)))
+        vth = _choose_vth(name, node, incoming, hw)
+        theta = vth * 2 ** hw.neuron.threshold_shift
+        for inc in incoming:
+            biggest = float(np.abs(inc.weights).max())
+            wmax = 2 ** hw.weights.magnitude_bits - 1
+            ideal = math.ceil(math.log2(biggest * theta / (wmax * 2 ** hw.neuron.input_shift))) if biggest > 0 else 0
+            e = int(min(max(ideal, hw.weights.exponent_min), hw.weights.exponent_max))
+            q, stats = _quantize_weights(inc.weights, theta / 2.0 ** (e + hw.neuron.input_shift), hw.weights)
+            from_input = isinstance(g.payload(inc.src), InputSource)
+            delay = 0 if from_input else hw.timing.projection_delay_steps
+            new = Projection(ops=_with_weights(inc.chain, q), delay=delay, shift=e)
+            g.nx.edges[inc.src, name, inc.key]["proj"] = new
+            report.append({"population": name, "source": inc.src, "threshold": theta, "exponent": e,
+                           "weights": int(np.size(q)), **stats})
+        spiking = node.readout == "spike"
+        g.set_payload(name, dataclasses.replace(
+            node, threshold=float(theta), bias=_quantize_bias(node.bias.astype(np.float64) * theta, hw.neuron),
+            semantics=hw.semantics if spiking else "nliaf", compare=hw.neuron.spike_compare,
+            state_bits=hw.neuron.state_bits if spiking else 0, overflow=hw.neuron.overflow,
+            input_shift=hw.neuron.input_shift, reset=hw.neuron.reset if hw.semantics != "nliaf" else node.reset))
+    g.meta.update(mode="integer", hwmodel=hw.name, quantization=report)
+    if ctx.calib_x is not None:
+        g.meta["quantized_function"] = _function_check(graph, g, ctx)
+    return g
+
+
+def dequantize(g: Graph) -> Graph:
+    """The float graph (threshold 1) whose rate view is the ANN function of an integer graph."""
+    out = g.copy()
+    for name in g.nodes():
+        node = g.payload(name)
+        if isinstance(node, InputSource):
+            continue
+        theta = node.threshold
+        out.set_payload(name, dataclasses.replace(node, threshold=1.0, bias=node.bias / theta, semantics="float",
+                                                  state_bits=0))
+        for u, _, k, d in g.nx.in_edges(name, keys=True, data=True):
+            proj = d["proj"]
+            factor = 2.0 ** (proj.shift + node.input_shift) / theta
+            out.nx.edges[u, name, k]["proj"] = Projection(ops=scale_chain(proj.ops, factor), delay=proj.delay)
+    out.meta["mode"] = "float"
+    return out
+
+
+def _function_check(float_graph: Graph, int_graph: Graph, ctx) -> dict:
+    """Argmax agreement (and accuracy with labels) of the quantised ANN function on calibration data."""
+    x = ctx.calib_x[: ctx.options.calib_samples]
+    deq = dequantize(int_graph)
+    out = float_graph.outputs[0]
+    agree, correct_f, correct_q = 0, 0, 0
+    y = ctx.calib_y
+    for start in range(0, len(x), ctx.options.batch_size):
+        xb = torch.from_numpy(x[start:start + ctx.options.batch_size])
+        pf = run_rate(float_graph, xb)[out].reshape(len(xb), -1).argmax(1).numpy()
+        pq = run_rate(deq, xb)[out].reshape(len(xb), -1).argmax(1).numpy()
+        agree += int((pf == pq).sum())
+        if y is not None:
+            yb = y[start:start + len(xb)]
+            correct_f += int((pf == yb).sum())
+            correct_q += int((pq == yb).sum())
+    n = len(x)
+    result = {"samples": n, "agreement": agree / n}
+    if y is not None:
+        result.update(float_accuracy=correct_f / n, quantized_accuracy=correct_q / n)
+    return result
