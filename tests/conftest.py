@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from torch import nn
 
 DATA = Path(__file__).parent / "data"
 MNIST8 = DATA / "mnist-8.onnx"
@@ -49,6 +50,27 @@ def digits():
     x = d.images.astype(np.float32)[:, None] / 16.0
     xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.25, random_state=0, stratify=d.target)
     return xtr, ytr, xte, yte
+
+
+@pytest.fixture(scope="session")
+def digits_onnx(digits, tmp_path_factory):
+    """A small CNN (conv-BN-ReLU x2, avg-pool, linear) trained on digits for 15 epochs, as ONNX with BN."""
+    xtr, ytr, _, _ = digits
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                          nn.AvgPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr.astype(np.int64))
+    for _ in range(15):
+        for idx in torch.randperm(len(x)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    path = tmp_path_factory.mktemp("digits") / "cnn.onnx"
+    torch.onnx.export(model.eval(), (x[:1],), str(path), input_names=["x"], dynamic_axes={"x": {0: "N"}},
+                      dynamo=False, do_constant_folding=False)
+    return path
 
 
 @pytest.fixture(autouse=True)

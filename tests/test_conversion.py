@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from neurocc.backends.reference import Simulator
 from neurocc.evaluate import accuracy_over_time
@@ -12,26 +10,6 @@ from neurocc.frontend.onnx import load_onnx
 from neurocc.ir.executor import run_ann
 from neurocc.options import CompileOptions
 from neurocc.pipeline import CompileContext, compile_graph
-
-
-@pytest.fixture(scope="module")
-def digits_onnx(digits, tmp_path_factory):
-    xtr, ytr, _, _ = digits
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                          nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-                          nn.AvgPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr.astype(np.int64))
-    for _ in range(15):
-        for idx in torch.randperm(len(x)).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    path = tmp_path_factory.mktemp("digits") / "cnn.onnx"
-    torch.onnx.export(model.eval(), (x[:1],), str(path), input_names=["x"], dynamic_axes={"x": {0: "N"}},
-                      dynamo=False, do_constant_folding=False)
-    return path
 
 
 @pytest.mark.parametrize("reset", ["subtract", "zero"])

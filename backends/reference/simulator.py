@@ -51,6 +51,7 @@ class Trace:
     spikes: dict                          # node name -> (steps,) float64 total spikes
     synaptic_events: np.ndarray           # (steps,) float64 total synaptic events
     final_readout: dict = field(default_factory=dict)   # output name -> (samples, classes) last potentials
+    spike_trains: dict = field(default_factory=dict)    # population -> (steps, samples, *shape) uint8, if recorded
 
     @staticmethod
     def concat(parts: list["Trace"]) -> "Trace":
@@ -60,7 +61,8 @@ class Trace:
             predictions={k: np.concatenate([p.predictions[k] for p in parts], axis=1) for k in first.predictions},
             spikes={k: sum(p.spikes[k] for p in parts) for k in first.spikes},
             synaptic_events=sum(p.synaptic_events for p in parts),
-            final_readout={k: np.concatenate([p.final_readout[k] for p in parts]) for k in first.final_readout})
+            final_readout={k: np.concatenate([p.final_readout[k] for p in parts]) for k in first.final_readout},
+            spike_trains={k: np.concatenate([p.spike_trains[k] for p in parts], axis=1) for k in first.spike_trains})
 
 
 def _hash32(x: torch.Tensor) -> torch.Tensor:
@@ -248,10 +250,13 @@ class _Recorder:
         self.spike_totals = {n: np.zeros(steps) for n in sim.spiking}
         self.events = np.zeros(steps)
         self.final: dict = {}
+        self.trains = {n: [] for n in sim.spiking} if sim.record_trains else None
         self.t0 = 0
 
     def spikes(self, name: str, s: torch.Tensor) -> None:
         t = s.shape[0]
+        if self.trains is not None:
+            self.trains[name].append(s.to(torch.int8).cpu().numpy())
         if name in self.sim.graph.inputs:     # Poisson input spikes are signed
             s = s.abs()
         per_neuron = s.sum(dim=1).reshape(t, -1).to(torch.float64)   # float32 sums of 0/1: exact
@@ -271,7 +276,7 @@ class _Recorder:
         t = counts.shape[0]
         flat = counts.reshape(t, counts.shape[1], -1)
         best = flat.max(dim=2, keepdim=True).values
-        vv = v.reshape(flat.shape)
+        vv = v.reshape(flat.shape).to(torch.float64)
         score = torch.where(flat == best, vv, torch.full_like(vv, -math.inf))
         self.pred[name][self.t0:self.t0 + t] = score.argmax(dim=2).cpu().numpy()
         self.final[name] = flat[-1].cpu().numpy()
@@ -281,7 +286,7 @@ class Simulator:
     """Reference simulation of an SNN-level graph in float mode."""
 
     def __init__(self, graph: Graph, device: str = "cpu", coding: str = "analog", seed: int = 0,
-                 dtype=torch.float32):
+                 dtype=torch.float32, record_trains: bool = False):
         if graph.level != "snn":
             raise ValueError("the simulator needs an SNN-level graph")
         if coding not in CODINGS:
@@ -289,6 +294,7 @@ class Simulator:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise NeuroccError("--device cuda was asked for, but torch sees no CUDA device here")
         self.integer = graph.meta.get("mode") == "integer"
+        self.record_trains = record_trains
         if self.integer:
             dtype = torch.float64
         self.graph, self.device, self.coding, self.seed, self.dtype = graph, torch.device(device), coding, seed, dtype
@@ -323,11 +329,13 @@ class Simulator:
         return out
 
     def _exact_parts(self, key, chain) -> list:
-        """[(chain, factor)] whose float64 results, times the factors, sum to the exact integer input.
+        """[(chain, factor)] whose float64 results, times the factors, add up to the exact integer input.
 
-        The bound of a chain is max over targets of sum |w| * (largest source value); float64 holds
-        every integer below 2^53 exactly, so a chain under the bound is used as it is; otherwise its
-        weights are split into high and low parts, w = hi * 2^26 + lo, each bounded by 2^26 * fan-in.
+        A chain's largest possible |sum| is bound = max over targets of sum |w| * (largest source value),
+        computed with the weights' magnitudes. float64 holds every integer below 2^53, so a chain under
+        that bound is used as it is. Otherwise its weights are written in base 2^m digits,
+        w = sum_k w_k 2^(m k), with m small enough that each digit's chain stays below 2^53; the
+        int64 total must stay below 2^63.
         """
         src = self.graph.payload(key[0])
         largest = 2.0 ** src.bits if isinstance(src, InputSource) else 1.0
@@ -337,12 +345,20 @@ class Simulator:
         bound = float(x.max())
         if bound < 2.0 ** 53:
             return [(chain, 1)]
-        split = 2 ** 26
-        hi = tuple(dataclasses.replace(op, weight=np.floor(op.weight / split)) if isinstance(op, (ops.Conv, ops.Gemm))
-                   else op for op in chain)
-        lo = tuple(dataclasses.replace(op, weight=op.weight - np.floor(op.weight / split) * split)
-                   if isinstance(op, (ops.Conv, ops.Gemm)) else op for op in chain)
-        return [(hi, split), (lo, 1)]
+        weighted = [op for op in chain if isinstance(op, (ops.Conv, ops.Gemm))]
+        top = float(np.abs(weighted[0].weight).max()) if weighted else 0.0
+        m = int(math.floor(52 - math.log2(bound / top))) if top else 0
+        if bound >= 2.0 ** 62 or m < 1:
+            raise NeuroccError(f"projection {key[0]!r} -> {key[1]!r}: sums up to {bound:.3g} exceed 64-bit integers")
+        w = weighted[0].weight.astype(np.float64)
+        digits = int(math.ceil(math.log2(top + 1) / m)) + 1
+        parts, rest = [], w
+        for k in range(digits):
+            digit = rest if k == digits - 1 else np.mod(rest, 2.0 ** m)
+            rest = (rest - digit) / 2.0 ** m
+            part = tuple(dataclasses.replace(op, weight=digit) if op is weighted[0] else op for op in chain)
+            parts.append((part, 2 ** (m * k)))
+        return parts
 
     def project(self, key, proj, chain, s: torch.Tensor) -> torch.Tensor:
         """A projection's input to its target for the flattened (steps x samples) source values ``s``."""
@@ -385,8 +401,9 @@ class Simulator:
         for t0 in range(0, steps, block):
             rec.t0 = t0
             run.block(t0, min(steps, t0 + block), rec)
+        trains = {k: np.concatenate(v) for k, v in rec.trains.items()} if rec.trains is not None else {}
         return Trace(steps=steps, samples=xt.shape[0], predictions=rec.pred, spikes=rec.spike_totals,
-                     synaptic_events=rec.events, final_readout=rec.final)
+                     synaptic_events=rec.events, final_readout=rec.final, spike_trains=trains)
 
     def run(self, x: np.ndarray, steps: int, batch_size: int = 64, block: Optional[int] = None,
             progress: Callable = lambda it: it) -> Trace:

@@ -1,0 +1,285 @@
+"""Integer mode: hardware models, the quantize pass, and bit-exact simulation in each target's semantics."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from onnx import helper
+
+from conftest import make_model, save
+from neurocc.backends.reference import Simulator
+from neurocc.cli import main
+from neurocc.errors import NeuroccError
+from neurocc.evaluate import accuracy_over_time
+from neurocc.frontend.onnx import load_onnx
+from neurocc.hwmodels import HwModelError, available_hwmodels, load_hwmodel, load_hwmodel_file
+from neurocc.ir import Graph, ops, verify
+from neurocc.ir.executor import run_rate
+from neurocc.ir.snn import InputSource, Population, Projection
+from neurocc.options import CompileOptions
+from neurocc.passes.quantize import dequantize, integer_chain
+from neurocc.pipeline import CompileContext, compile_graph
+
+# ----------------------------------------------------------------------------------- hardware models
+
+
+def test_every_shipped_hwmodel_loads_with_a_source_for_every_number():
+    assert set(available_hwmodels()) >= {"generic", "loihi", "spinnaker", "truenorth"}
+    for name in available_hwmodels():
+        hw = load_hwmodel(name)
+        assert hw.name == name and len(hw.sources) >= 20
+        assert all(src.strip() for src in hw.sources.values())
+    loihi = load_hwmodel("loihi")
+    assert (loihi.neuron.threshold_shift, loihi.neuron.input_shift, loihi.weights.magnitude_bits) == (6, 6, 8)
+    assert loihi.neuron.spike_compare == ">" and loihi.timing.projection_delay_steps == 1
+
+
+def _edited(tmp_path, old, new):
+    """The shipped loihi.toml with one edit."""
+    original = open(load_hwmodel("loihi").path).read()
+    text = original.replace(old, new, 1)
+    assert text != original
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("old, new, needle", [
+    ("state_bits = { value = 24,", "#", "neuron.state_bits"),                           # missing key
+    ("state_bits = { value = 24,", "state_bits = { value = \"24\",", "neuron.state_bits"),  # wrong type
+    ('overflow = { value = "saturate"', 'overflow = { value = "explode"', "neuron.overflow"),
+    ('source = "Davies et al. 2018 p.86" }', 'source = "" }', "limits.cores_per_chip"),
+    ("[timing]", "[timing", "not valid TOML"),
+    ("[energy]", "[energy]\nwatts = { value = 1, source = \"x\" }", "energy.watts"),
+])
+def test_malformed_hwmodel_names_the_key(tmp_path, old, new, needle):
+    with pytest.raises(HwModelError, match=needle.replace(".", r"\.")):
+        load_hwmodel_file(_edited(tmp_path, old, new))
+
+
+def test_malformed_hwmodel_on_the_command_line_exits_2(tmp_path, capsys):
+    bad = _edited(tmp_path, "state_bits = { value = 24,", "#")
+    from conftest import MNIST8
+    code = main(["compile", str(MNIST8), "--target", "loihi", "--hwmodel", str(bad), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "neuron.state_bits" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_weights_that_cannot_fit_are_a_clear_error(tmp_path, capsys):
+    model = make_model([helper.make_node("Gemm", ["x", "W1"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
+                        helper.make_node("Gemm", ["r", "W2"], ["y"], transB=1)],
+                       [("x", ["N", 4])], [("y", ["N", 2])],
+                       [("W1", np.eye(4, dtype=np.float32)), ("W2", np.full((2, 4), 1e12, np.float32))])
+    path = save(model, tmp_path / "huge.onnx")
+    np.savez(tmp_path / "c.npz", x=np.random.default_rng(0).random((32, 4)).astype(np.float32))
+    with pytest.raises(NeuroccError, match="cannot fit the loihi formats"):
+        compile_graph(load_onnx(path)[0], CompileContext(CompileOptions(target="loihi"),
+                                                         calib_x=np.load(tmp_path / "c.npz")["x"]))
+    code = main(["compile", str(path), "--calib", str(tmp_path / "c.npz"), "--target", "loihi", "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot fit" in err and not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------------ quantisation
+
+
+@pytest.fixture(scope="module")
+def compiled(digits, digits_onnx):
+    xtr, ytr, _, _ = digits
+    graph, _ = load_onnx(digits_onnx)
+    return {t: compile_graph(graph, CompileContext(CompileOptions(target=t), calib_x=xtr, calib_y=ytr))
+            for t in ("reference", "generic", "loihi")}
+
+
+@pytest.mark.parametrize("target", ["generic", "loihi"])
+def test_quantize_keeps_the_ann_function_within_what_it_reports(compiled, digits, target):
+    snn, ref = compiled[target].snn, compiled["reference"].snn
+    hw = load_hwmodel(target)
+    assert snn.meta["mode"] == "integer" and snn.meta["hwmodel"] == target
+    deq = dequantize(snn)
+    rows = {(r["population"], r["source"]): r for r in snn.meta["quantization"]}
+    for name in snn.nodes():
+        node = snn.payload(name)
+        if isinstance(node, InputSource):
+            continue
+        assert node.threshold == int(node.threshold) and node.threshold < 2 ** (hw.neuron.state_bits - 1)
+        for src, _, proj in snn.projections(name):
+            (w_int,) = [op.weight for op in proj.ops if isinstance(op, (ops.Conv, ops.Gemm))]
+            assert np.all(w_int == np.rint(w_int)) and np.abs(w_int).max() <= 2 ** hw.weights.magnitude_bits
+            (w_deq,) = [op.weight for op in next(p for s, _, p in deq.projections(name) if s == src).ops
+                        if isinstance(op, (ops.Conv, ops.Gemm))]
+            ref_ops = next(p for s, _, p in ref.projections(name) if s == src).ops
+            ref_chain, gain = integer_chain(ref_ops, snn.shape(src), "test")     # pooling as sums: 1/k^2 moves
+            (w_ref,) = [op.weight * gain for op in ref_chain if isinstance(op, (ops.Conv, ops.Gemm))]
+            lsb = 2.0 ** (proj.shift + node.input_shift) / node.threshold
+            step = 2 * lsb if hw.weights.mixed_sign_drops_lsb and w_ref.min() < 0 < w_ref.max() else lsb
+            assert np.abs(w_deq - w_ref).max() <= step / 2 * (1 + 1e-5)        # rounding only, nothing clipped
+            rel = np.linalg.norm(w_deq - w_ref) / np.linalg.norm(w_ref)
+            assert rel == pytest.approx(rows[(name, src)]["rel_error"], rel=1e-3)
+    x = digits[2]
+    out = ref.outputs[0]
+    f, q = run_rate(ref, x)[out], run_rate(deq, x)[out]
+    assert (f.argmax(1) == q.argmax(1)).float().mean() >= 0.99
+    assert snn.meta["quantized_function"]["agreement"] >= 0.99
+
+
+@pytest.mark.parametrize("target", ["generic", "loihi"])
+@pytest.mark.parametrize("coding", ["analog", "poisson"])
+def test_integer_simulation_is_identical_across_batches_blocks_and_runs(compiled, digits, target, coding):
+    snn = compiled[target].snn
+    x = digits[2][:64]
+    steps = 24
+    sim = Simulator(snn, coding=coding, seed=5, record_trains=True)
+    ref = sim.run(x, steps, batch_size=64, block=steps)
+    runs = [sim.run(x, steps, batch_size=1, block=steps), sim.run(x, steps, batch_size=7, block=steps // 3),
+            sim.run(x, steps, batch_size=64, block=math.ceil(steps / 3)), sim.run(x, steps, batch_size=64, block=1),
+            Simulator(snn, coding=coding, seed=5, record_trains=True).run(x, steps, batch_size=64)]
+    for t in runs:
+        for k in ref.predictions:
+            assert np.array_equal(t.predictions[k], ref.predictions[k])
+            assert np.array_equal(t.final_readout[k], ref.final_readout[k])
+        for k in ref.spike_trains:
+            assert np.array_equal(t.spike_trains[k], ref.spike_trains[k])
+        assert np.array_equal(t.synaptic_events, ref.synaptic_events)
+    assert ref.final_readout[snn.outputs[0]].dtype == np.int64
+
+
+@pytest.mark.parametrize("target, tolerance", [("generic", 0.01), ("loihi", 0.03)])
+def test_integer_accuracy_follows_float(compiled, digits, target, tolerance):
+    _, _, xte, yte = digits
+    acc = {}
+    for t in ("reference", target):
+        snn = compiled[t].snn
+        trace = Simulator(snn).run(xte, 100, batch_size=150)
+        acc[t] = accuracy_over_time(trace.predictions[snn.outputs[0]], yte)[-1]
+    assert acc[target] >= acc["reference"] - tolerance
+
+
+# ----------------------------------------------------------- hand-worked examples per target semantics
+
+
+def _three_neurons(semantics: str, **neuron) -> Graph:
+    """input (2 values) -> A (2 neurons, diagonal weights) -> B (1 neuron, mixed weights, shift -1)."""
+    g = Graph("snn", inputs=["x"], outputs=["B"], meta={"mode": "integer"})
+    g.add_node("x", InputSource(shape=(2,), scale=1.0, bits=0), (2,))
+    a = Population(shape=(2,), bias=np.array([3.0, -2.0]), threshold=neuron["theta_a"], semantics=semantics,
+                   **neuron["common"])
+    b = Population(shape=(1,), bias=np.array([-5.0]), threshold=neuron["theta_b"], semantics=semantics,
+                   du=neuron.get("du_b", 4095), dv=neuron.get("dv_b", 0), **neuron["common"])
+    g.add_node("A", a, (2,))
+    g.add_node("B", b, (1,))
+    g.add_projection("x", "A", Projection(ops=(ops.Gemm(weight=[[37.0, 0.0], [0.0, 23.0]]),)))
+    g.add_projection("A", "B", Projection(ops=(ops.Gemm(weight=[[-90.0, 254.0]]),), delay=1, shift=-1))
+    verify(g)
+    return g
+
+
+def _lava_reference(steps: int, x, w_in, w_ab, bias_a, bias_b, vth_a, vth_b, du_b, dv_b):
+    """lava-nc 0.10.0 PyLifModelBitAcc + PyDenseModelBitAcc in plain Python integers (FACTS.md §5.1-5.2)."""
+    def decay(val, keep):
+        y = val * keep
+        return (1 if y > 0 else -1 if y < 0 else 0) * (abs(y) >> 12)
+
+    def wrap24(val):
+        return val - 2 ** 24 if val > 2 ** 23 else val + 2 ** 24 if val <= -(2 ** 23) else val
+
+    ua, va, ub, vb = [0, 0], [0, 0], 0, 0
+    buffer_b = 0                                   # Dense a_buff: sent one step later
+    trains = []
+    for _ in range(steps):
+        a_in = [sum(w_in[i][j] * x[j] for j in range(2)) for i in range(2)]   # injected input, no delay
+        sa = []
+        for i in range(2):
+            ua[i] = wrap24(decay(ua[i], 4096 - 4095 - 1) + (a_in[i] << 6))
+            va[i] = max(-(2 ** 23) + 1, min(2 ** 23 - 1, decay(va[i], 4096) + ua[i] + bias_a[i]))
+            sa.append(int(va[i] > (vth_a << 6)))
+            if sa[i]:
+                va[i] = 0
+        a_b = buffer_b                                                  # the previous step's sum
+        acc = sum(w_ab[j] for j in range(2) if sa[j])
+        buffer_b = acc >> 1                                             # weight_exp = -1: floor shift
+        ub = wrap24(decay(ub, 4096 - du_b - 1) + (a_b << 6))
+        vb = max(-(2 ** 23) + 1, min(2 ** 23 - 1, decay(vb, 4096 - dv_b) + ub + bias_b))
+        sb = int(vb > (vth_b << 6))
+        if sb:
+            vb = 0
+        trains.append(sa + [sb])
+    return np.array(trains)
+
+
+def test_loihi_three_neurons_match_lava_equations_step_by_step():
+    vth_a, vth_b, du_b, dv_b = 20, 9, 1000, 300
+    g = _three_neurons("loihi", theta_a=vth_a * 64, theta_b=vth_b * 64, du_b=du_b, dv_b=dv_b,
+                       common=dict(compare=">", state_bits=24, input_shift=6, reset="zero"))
+    trace = Simulator(g, record_trains=True).run(np.array([[1.0, 1.0]], np.float32), 60, block=7)
+    got = np.concatenate([trace.spike_trains["A"][:, 0], trace.spike_trains["B"][:, 0]], axis=1)
+    expected = _lava_reference(60, [1, 1], [[37, 0], [0, 23]], [-90, 254], [3, -2], -5, vth_a, vth_b, du_b, dv_b)
+    assert expected.sum(axis=0).min() > 0                # every neuron fires: the example exercises all paths
+    assert np.array_equal(got, expected)
+
+
+def _nliaf_reference(steps, x, w_in, w_ab, bias_a, bias_b, theta_a, theta_b, bits):
+    """The ideal NL-IAF in integers: V += I; spike if V >= theta; V -= theta; saturate at ``bits``."""
+    lim = 2 ** (bits - 1) - 1
+    va, vb, prev_a = [0, 0], 0, [0, 0]
+    trains = []
+    for _ in range(steps):
+        sa = []
+        for i in range(2):
+            va[i] = max(-lim, min(lim, va[i] + sum(w_in[i][j] * x[j] for j in range(2)) + bias_a[i]))
+            sa.append(int(va[i] >= theta_a))
+            va[i] -= theta_a * sa[i]
+        vb = max(-lim, min(lim, vb + (sum(w_ab[j] for j in range(2) if prev_a[j]) >> 1) + bias_b))
+        sb = int(vb >= theta_b)
+        vb -= theta_b * sb
+        prev_a = sa
+        trains.append(sa + [sb])
+    return np.array(trains)
+
+
+def test_generic_nliaf_three_neurons_match_the_equations_step_by_step():
+    g = _three_neurons("nliaf", theta_a=100, theta_b=60,
+                       common=dict(compare=">=", state_bits=12, input_shift=0, reset="subtract"))
+    trace = Simulator(g, record_trains=True).run(np.array([[1.0, 1.0]], np.float32), 60, block=11)
+    got = np.concatenate([trace.spike_trains["A"][:, 0], trace.spike_trains["B"][:, 0]], axis=1)
+    expected = _nliaf_reference(60, [1, 1], [[37, 0], [0, 23]], [-90, 254], [3, -2], -5, 100, 60, 12)
+    assert expected.sum(axis=0).min() > 0
+    assert np.array_equal(got, expected)
+
+
+def test_sums_beyond_float64_precision_take_the_exact_split_path():
+    """A fan-in of 2^16, weights near 2^23 and 24-bit inputs: sums up to 2^62 need the split."""
+    n = 2 ** 16
+    rng = np.random.default_rng(0)
+    w = rng.integers(-(2 ** 23) + 1, 2 ** 23, (1, n)).astype(np.float64)
+    g = Graph("snn", inputs=["x"], outputs=["y"], meta={"mode": "integer"})
+    g.add_node("x", InputSource(shape=(n,), scale=1.0, bits=24), (n,))
+    g.add_node("y", Population(shape=(1,), bias=np.zeros(1), readout="accumulate", semantics="nliaf"), (1,))
+    g.add_projection("x", "y", Projection(ops=(ops.Gemm(weight=w),), shift=0))
+    sim = Simulator(g)
+    assert len(sim.exact_parts[("x", "y", 0)]) > 1
+    x = np.ones((1, n), np.float32)
+    trace = sim.run(x, 1)
+    exact = (int(torch.tensor(w, dtype=torch.int64).sum()) << 24) >> 24
+    assert float(np.abs(w).sum()) * 2 ** 24 > 2 ** 53          # float64 alone could not have been exact
+    assert trace.final_readout["y"][0, 0] == exact
+
+
+def test_cli_compile_for_loihi_reports_and_runs(digits, digits_onnx, tmp_path, capsys):
+    xtr, ytr, xte, yte = digits
+    np.savez(tmp_path / "train.npz", x=xtr, y=ytr)
+    np.savez(tmp_path / "test.npz", x=xte[:30], y=yte[:30])
+    assert main(["compile", str(digits_onnx), "--calib", str(tmp_path / "train.npz"), "--target", "loihi",
+                 "-o", str(tmp_path / "l.ncc")]) == 0
+    out = capsys.readouterr().out
+    assert "quantised for loihi" in out and "mass lost %" in out and "argmax agrees" in out
+    assert main(["inspect", str(tmp_path / "l.ncc")]) == 0
+    out = capsys.readouterr().out
+    assert "neuron.threshold_shift" in out and "lava" in out
+    assert main(["run", str(tmp_path / "l.ncc"), "--data", str(tmp_path / "test.npz"), "--steps", "20",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    assert len(json.loads((tmp_path / "r.json").read_text())["accuracy"]) == 20
