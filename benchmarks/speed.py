@@ -39,6 +39,7 @@ def digits_model(folder: Path):
     from sklearn.datasets import load_digits
     d = load_digits()
     x = d.images.astype(np.float32)[:, None] / 16
+    torch.manual_seed(0)
     model = train(small_cnn(1, 8), x[:1400], d.target[:1400], epochs=10)
     path = folder / "digits.onnx"
     export_onnx(model, x, path)

@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lambda per layer: a percentile of the activations (default with --calib), their max, "
                         "or weight-based bounds (default without --calib)")
     c.add_argument("--percentile", type=float, default=99.9, help="percentile p for normalisation (default 99.9)")
-    c.add_argument("--reset", choices=("subtract", "zero"), default="subtract", help="reset after a spike (default subtract)")
+    c.add_argument("--reset", choices=("subtract", "zero"),
+                   help="reset after a spike (default: subtract; chips such as loihi reset as their hardware does)")
     c.add_argument("--v0", type=float, default=0.5, help="initial membrane potential, fraction of threshold (default 0.5)")
     c.add_argument("--readout", choices=("accumulate", "spike"), default="accumulate",
                    help="output layer: accumulated membrane potential (default) or spike count")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class CompileOptions:
     target: str = "reference"
     normalization: str = "percentile"   # percentile | max | model (no calibration data)
     percentile: float = 99.9
-    reset: str = "subtract"             # subtract | zero
+    reset: Optional[str] = None         # subtract | zero; None: the target's (subtract in float mode)
     v0: float = 0.5                     # initial membrane potential, fraction of the threshold
     readout: str = "accumulate"         # accumulate (membrane potential) | spike (spike count)
     calib_samples: int = 1000
@@ -54,7 +55,7 @@ class CompileOptions:
             raise NeuroccError(f"unknown normalisation {self.normalization!r}; use one of {NORMALIZATIONS}")
         if not 0 < self.percentile <= 100:
             raise NeuroccError(f"--percentile must be in (0, 100], got {self.percentile}")
-        if self.reset not in ("subtract", "zero"):
+        if self.reset not in (None, "subtract", "zero"):
             raise NeuroccError(f"--reset must be subtract or zero, got {self.reset!r}")
         if self.readout not in ("accumulate", "spike"):
             raise NeuroccError(f"--readout must be accumulate or spike, got {self.readout!r}")

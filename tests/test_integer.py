@@ -283,3 +283,19 @@ def test_cli_compile_for_loihi_reports_and_runs(digits, digits_onnx, tmp_path, c
     assert main(["run", str(tmp_path / "l.ncc"), "--data", str(tmp_path / "test.npz"), "--steps", "20",
                  "--json", str(tmp_path / "r.json")]) == 0
     assert len(json.loads((tmp_path / "r.json").read_text())["accuracy"]) == 20
+
+
+def test_a_reset_the_chip_cannot_do_is_refused(digits_onnx, tmp_path, capsys):
+    code = main(["compile", str(digits_onnx), "--target", "loihi", "--reset", "subtract", "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "reset" in err and not (tmp_path / "o").exists()
+
+
+def test_mnist8_with_max_pool_gates_quantizes_and_runs_bit_exactly():
+    from conftest import MNIST8
+    x = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
+    result = compile_graph(load_onnx(MNIST8)[0], CompileContext(CompileOptions(target="loihi"), calib_x=x))
+    sim = Simulator(result.snn)
+    a, b = sim.run(x, 12, batch_size=8), sim.run(x, 12, batch_size=3, block=5)
+    out = result.snn.outputs[0]
+    assert np.array_equal(a.final_readout[out], b.final_readout[out])

@@ -315,20 +315,20 @@ class Simulator:
         self.fanout = {n: torch.as_tensor(fan_out(graph, n).reshape(-1), device=self.device)
                        for n in self.spiking if graph.nx.out_degree(n)}
         self.neurons = sum(int(np.prod(graph.shape(n))) for n in self.order)
-        self.exact_parts = {key: self._exact_parts(key, chain) for key, chain in self._integer_chains()}
+        self.exact_parts = {key: self._exact_parts(key, gate, chain) for key, gate, chain in self._integer_chains()}
 
     def _integer_chains(self):
-        """(projection key, chain after any gate) of every projection, in integer mode."""
+        """(projection key, gate ops, chain after the gate) of every projection, in integer mode."""
         if not self.integer:
             return []
         out = []
         for n in self.order:
             for u, v, k, p in self.incoming[n]:
-                chain = p.ops[1:] if p.ops and isinstance(p.ops[0], ops.MaxPool) else p.ops
-                out.append(((u, v, k), chain))
+                gated = bool(p.ops) and isinstance(p.ops[0], ops.MaxPool)
+                out.append(((u, v, k), p.ops[:1] if gated else (), p.ops[1:] if gated else p.ops))
         return out
 
-    def _exact_parts(self, key, chain) -> list:
+    def _exact_parts(self, key, gate, chain) -> list:
         """[(chain, factor)] whose float64 results, times the factors, add up to the exact integer input.
 
         A chain's largest possible |sum| is bound = max over targets of sum |w| * (largest source value),
@@ -340,6 +340,8 @@ class Simulator:
         src = self.graph.payload(key[0])
         largest = 2.0 ** src.bits if isinstance(src, InputSource) else 1.0
         x = torch.full((1,) + self.graph.shape(key[0]), largest, dtype=torch.float64)
+        if gate:                        # a gate passes at most its input's largest value
+            x = ops.apply(gate[0], [x])
         for op in chain:
             x = ops.apply_abs(op, x)
         bound = float(x.max())

@@ -86,7 +86,7 @@ def lower_to_snn(ann: Graph, ctx) -> Graph:
     def add_population(name: str, pre: str, readout: str, source_node: str, cap=None) -> None:
         bias = constant(pre).numpy()
         spiking = readout == "spike"
-        snn.add_node(name, Population(shape=ann.shape(pre), bias=bias, reset=opts.reset,
+        snn.add_node(name, Population(shape=ann.shape(pre), bias=bias, reset=opts.reset or "subtract",
                                       v0=opts.v0 if spiking else 0.0, readout=readout, cap=cap,
                                       source_node=source_node), ann.shape(pre))
         for src, chain in paths(pre):

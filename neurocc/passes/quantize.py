@@ -169,6 +169,10 @@ def _choose_vth(name: str, node: Population, incoming: list, hw) -> int:
 def quantize(graph: Graph, ctx) -> Graph:
     """Map weights, thresholds, biases and V0 onto the target's integer formats from one scale per population."""
     hw = ctx.hwmodel
+    fixed_reset = hw.semantics != "nliaf"           # chips reset as their hardware does
+    if fixed_reset and ctx.options.reset not in (None, hw.neuron.reset):
+        raise NeuroccError(f"{hw.name} neurons reset {hw.neuron.reset!r} ({hw.source('neuron.reset')}); "
+                           f"--reset {ctx.options.reset} is not available on this target")
     g = graph.copy()
     report = []
     for name in g.topo_order():
@@ -180,7 +184,10 @@ def quantize(graph: Graph, ctx) -> Graph:
         for u, _, k, d in g.nx.in_edges(name, keys=True, data=True):
             proj = d["proj"]
             gate = proj.ops[:1] if proj.ops and isinstance(proj.ops[0], ops.MaxPool) else ()
-            chain, gain = integer_chain(proj.ops[len(gate):], g.shape(u), f"projection {u!r} -> {name!r}")
+            shape = g.shape(u)
+            if gate:        # the chain after a max-pool gate sees the pooled shape
+                shape = tuple(ops.apply(gate[0], [torch.zeros((1,) + shape)]).shape[1:])
+            chain, gain = integer_chain(proj.ops[len(gate):], shape, f"projection {u!r} -> {name!r}")
             w = _weights(chain)
             w = np.float64(gain) if w is None else w.astype(np.float64) * gain
             incoming.append(_Incoming(u, k, proj, gate + chain, np.asarray(w)))
@@ -203,7 +210,7 @@ def quantize(graph: Graph, ctx) -> Graph:
             node, threshold=float(theta), bias=_quantize_bias(node.bias.astype(np.float64) * theta, hw.neuron),
             semantics=hw.semantics if spiking else "nliaf", compare=hw.neuron.spike_compare,
             state_bits=hw.neuron.state_bits if spiking else 0, overflow=hw.neuron.overflow,
-            input_shift=hw.neuron.input_shift, reset=hw.neuron.reset if hw.semantics != "nliaf" else node.reset))
+            input_shift=hw.neuron.input_shift, reset=hw.neuron.reset if fixed_reset else node.reset))
     g.meta.update(mode="integer", hwmodel=hw.name, quantization=report)
     if ctx.calib_x is not None:
         g.meta["quantized_function"] = _function_check(graph, g, ctx)
