@@ -37,6 +37,18 @@ def run_ort(path, x: np.ndarray) -> list[np.ndarray]:
     return sess.run(None, {sess.get_inputs()[0].name: x})
 
 
+def assert_same_trace(a, b) -> None:
+    """Two simulation traces record identical predictions, read-outs, spikes and synaptic events."""
+    for k in a.predictions:
+        assert np.array_equal(a.predictions[k], b.predictions[k])
+        assert np.array_equal(a.final_readout[k], b.final_readout[k])
+    for k in a.spikes:
+        assert np.array_equal(a.spikes[k], b.spikes[k])
+    for k in a.spike_trains:
+        assert np.array_equal(a.spike_trains[k], b.spike_trains[k])
+    assert np.array_equal(a.synaptic_events, b.synaptic_events)
+
+
 def rand(*shape, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 

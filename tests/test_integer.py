@@ -9,7 +9,7 @@ import pytest
 import torch
 from onnx import helper
 
-from conftest import make_model, save
+from conftest import assert_same_trace, make_model, save
 from neurocc.backends.reference import Simulator
 from neurocc.cli import main
 from neurocc.errors import NeuroccError
@@ -139,12 +139,7 @@ def test_integer_simulation_is_identical_across_batches_blocks_and_runs(compiled
             sim.run(x, steps, batch_size=64, block=math.ceil(steps / 3)), sim.run(x, steps, batch_size=64, block=1),
             Simulator(snn, coding=coding, seed=5, record_trains=True).run(x, steps, batch_size=64)]
     for t in runs:
-        for k in ref.predictions:
-            assert np.array_equal(t.predictions[k], ref.predictions[k])
-            assert np.array_equal(t.final_readout[k], ref.final_readout[k])
-        for k in ref.spike_trains:
-            assert np.array_equal(t.spike_trains[k], ref.spike_trains[k])
-        assert np.array_equal(t.synaptic_events, ref.synaptic_events)
+        assert_same_trace(t, ref)
     assert ref.final_readout[snn.outputs[0]].dtype == np.int64
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_same_trace
 from neurocc.backends.reference import Simulator, fan_out
 from neurocc.backends.reference.simulator import poisson_spikes
 from neurocc.ir import Graph, ops, verify
@@ -98,13 +99,7 @@ def test_results_do_not_depend_on_blocking_or_batching():
     sim = Simulator(g)
     ref = sim.run(x, 20, batch_size=9, block=20)
     for batch, block in [(1, 1), (4, 7), (9, 3)]:
-        t = sim.run(x, 20, batch_size=batch, block=block)
-        for k in ref.predictions:
-            assert np.array_equal(t.predictions[k], ref.predictions[k])
-            assert np.array_equal(t.final_readout[k], ref.final_readout[k])
-        for k in ref.spikes:
-            assert np.array_equal(t.spikes[k], ref.spikes[k])
-        assert np.array_equal(t.synaptic_events, ref.synaptic_events)
+        assert_same_trace(sim.run(x, 20, batch_size=batch, block=block), ref)
 
 
 def test_poisson_coding_is_reproducible_and_batch_independent():
