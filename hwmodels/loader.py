@@ -40,6 +40,7 @@ class WeightFormat:
     mixed_sign_drops_lsb: bool
     exponent_min: int
     exponent_max: int
+    exponent_scope: str          # projection | population (one shift for all inputs of a population)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class NeuronFormat:
     reset: str                   # zero | subtract
     spike_compare: str           # > | >=
     refractory_steps: int
+    leak_shift: int              # SpiNNaker closed form: exp_TC = 1 - 2^-leak_shift (0: no leak)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class HwModel:
 
 _TABLES = {"limits": Limits, "weights": WeightFormat, "neuron": NeuronFormat, "timing": Timing, "energy": Energy}
 _CHOICES = {("neuron", "overflow"): ("wrap", "saturate"), ("neuron", "reset"): ("zero", "subtract"),
-            ("neuron", "spike_compare"): (">", ">=")}
+            ("neuron", "spike_compare"): (">", ">="), ("weights", "exponent_scope"): ("projection", "population")}
 
 
 def _typed(where: str, value, typ: type):

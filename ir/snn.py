@@ -61,13 +61,15 @@ class Population:
     cap: Optional[float] = None         # ANN clip of the activation, in units of scale (Clip max)
     source_node: Optional[str] = None   # the ANN node this population stands for
     # integer mode (set by the quantize pass; see backends/reference/neurons.py for each semantics)
-    semantics: str = "float"            # float | nliaf | loihi
+    semantics: str = "float"            # float | nliaf | loihi | spinnaker
     compare: str = ">="                 # spike when V >= threshold, or V > threshold
     state_bits: int = 0                 # width of V (0: unbounded float)
     overflow: str = "saturate"          # wrap | saturate at state_bits
     input_shift: int = 0                # synaptic input is scaled by 2^input_shift (Loihi: 6)
     du: int = 4095                      # Loihi current decay (4095: no memory)
     dv: int = 0                         # Loihi voltage decay (0: no leak)
+    leak_shift: int = 0                 # SpiNNaker: exp_TC = 1 - 2^-leak_shift, R = 2^leak_shift
+    refractory: int = 0                 # steps a neuron ignores its input after a spike
 
     def __post_init__(self):
         object.__setattr__(self, "bias", _frozen_array(self.bias))

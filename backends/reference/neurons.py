@@ -10,12 +10,19 @@ loihi (lava-nc 0.10.0 PyLifModelBitAcc, FACTS.md §5.1):
     u <- wrap24( sign(u (4096 - du - 1)) (|u (4096 - du - 1)| >> 12) + (a << 6) )
     v <- clip( sign(v (4096 - dv)) (|v (4096 - dv)| >> 12) + u + bias, -2^23 + 1, 2^23 - 1 )
     spike if v > vth << 6; v <- 0 on a spike; u is not reset.
+spinnaker (sPyNNaker neuron_model_lif_impl.h, delta synapses, s16.15 bits; R = 2^k, exp_TC = 1 - 2^-k
+    with k = leak_shift, V_rest = V_reset = 0):
+    if refract_timer <= 0:  alpha = I * R;  V <- alpha - exp_TC * (alpha - V)   (each * rounds to nearest)
+    else:                   refract_timer -= 1   (the step's input is dropped)
+    spike if V >= threshold; then V <- 0, refract_timer <- refractory.
+    "*" is __stdfix_smul_k_round_nearest: (a b + 2^14) >> 15, saturated to 32 bits (spinn_common);
+    the additions are plain (wrapping) accum arithmetic.
 """
 from __future__ import annotations
 
 import torch
 
-BIAS_IN_DRIVE = {"float": True, "nliaf": True, "loihi": False}
+BIAS_IN_DRIVE = {"float": True, "nliaf": True, "loihi": False, "spinnaker": True}
 
 
 def fit(x: torch.Tensor, bits: int, overflow: str) -> torch.Tensor:
@@ -64,4 +71,24 @@ def loihi(state: dict, drive: torch.Tensor, node, fired: torch.Tensor) -> torch.
     return fired
 
 
-UPDATES = {"float": nliaf, "nliaf": nliaf, "loihi": loihi}
+def _mul_round(a: torch.Tensor, b) -> torch.Tensor:
+    """s16.15 multiply rounded to nearest (half up) and saturated: spinn_common's __stdfix_smul_k_round_nearest."""
+    return ((a * b + (1 << 14)) >> 15).clamp_(-(2 ** 31), 2 ** 31 - 1)
+
+
+def spinnaker(state: dict, drive: torch.Tensor, node, fired: torch.Tensor) -> torch.Tensor:
+    v, timer = state["v"], state["timer"]
+    r_membrane = 2 ** (15 + node.leak_shift)
+    exp_tc = 2 ** 15 - 2 ** (15 - node.leak_shift)
+    alpha = _mul_round(drive, r_membrane)
+    closed_form = fit(alpha - _mul_round(alpha - v, exp_tc), 32, "wrap")
+    active = timer <= 0
+    v.copy_(torch.where(active, closed_form, v))
+    timer.sub_((~active).to(timer.dtype))
+    torch.ge(v, int(node.threshold), out=fired)
+    v.masked_fill_(fired, 0)
+    timer.masked_fill_(fired, node.refractory)
+    return fired
+
+
+UPDATES = {"float": nliaf, "nliaf": nliaf, "loihi": loihi, "spinnaker": spinnaker}

@@ -387,6 +387,8 @@ class Simulator:
         state = {"v": torch.full(shape, v0, **kind), "bias": bias}
         if node.semantics == "loihi":
             state["u"] = torch.zeros(shape, **kind)
+        if node.semantics == "spinnaker":
+            state["timer"] = torch.zeros(shape, **kind)
         return state
 
     def block_steps(self, batch: int, steps: int) -> int:

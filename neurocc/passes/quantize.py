@@ -148,7 +148,7 @@ def _choose_vth(name: str, node: Population, incoming: list, hw) -> int:
     n, w = hw.neuron, hw.weights
     tshift = 2.0 ** n.threshold_shift
     limits = {"threshold bits": 2 ** (n.threshold_bits - 1) - 1,
-              "state headroom": 2 ** (n.state_bits - 1) / HEADROOM / tshift}
+              "state headroom": 2 ** (n.state_bits - 1) / HEADROOM / tshift / 2 ** n.leak_shift}
     max_bias = float(np.abs(node.bias).max()) if node.bias.size else 0.0
     if max_bias > 0:
         limits["bias format"] = _max_bias(n) / (max_bias * tshift)
@@ -193,11 +193,15 @@ def quantize(graph: Graph, ctx) -> Graph:
             incoming.append(_Incoming(u, k, proj, gate + chain, np.asarray(w)))
         vth = _choose_vth(name, node, incoming, hw)
         theta = vth * 2 ** hw.neuron.threshold_shift
+        wmax = 2 ** hw.weights.magnitude_bits - 1
+        exponents = []
         for inc in incoming:
             biggest = float(np.abs(inc.weights).max())
-            wmax = 2 ** hw.weights.magnitude_bits - 1
             ideal = math.ceil(math.log2(biggest * theta / (wmax * 2 ** hw.neuron.input_shift))) if biggest > 0 else 0
-            e = int(min(max(ideal, hw.weights.exponent_min), hw.weights.exponent_max))
+            exponents.append(int(min(max(ideal, hw.weights.exponent_min), hw.weights.exponent_max)))
+        if hw.weights.exponent_scope == "population":       # one shift for every input of the population
+            exponents = [max(exponents)] * len(exponents)
+        for inc, e in zip(incoming, exponents):
             q, stats = _quantize_weights(inc.weights, theta / 2.0 ** (e + hw.neuron.input_shift), hw.weights)
             from_input = isinstance(g.payload(inc.src), InputSource)
             delay = 0 if from_input else hw.timing.projection_delay_steps
@@ -210,7 +214,8 @@ def quantize(graph: Graph, ctx) -> Graph:
             node, threshold=float(theta), bias=_quantize_bias(node.bias.astype(np.float64) * theta, hw.neuron),
             semantics=hw.semantics if spiking else "nliaf", compare=hw.neuron.spike_compare,
             state_bits=hw.neuron.state_bits if spiking else 0, overflow=hw.neuron.overflow,
-            input_shift=hw.neuron.input_shift, reset=hw.neuron.reset if fixed_reset else node.reset))
+            input_shift=hw.neuron.input_shift, reset=hw.neuron.reset if fixed_reset else node.reset,
+            leak_shift=hw.neuron.leak_shift if spiking else 0, refractory=hw.neuron.refractory_steps if spiking else 0))
     g.meta.update(mode="integer", hwmodel=hw.name, quantization=report)
     if ctx.calib_x is not None:
         g.meta["quantized_function"] = _function_check(graph, g, ctx)
