@@ -15,7 +15,7 @@ import torch
 
 from . import ops
 from .graph import Graph
-from .snn import InputSource, Population
+from .snn import InputSource
 
 
 def _as_tensor(x, dtype=torch.float32, device="cpu") -> torch.Tensor:

@@ -23,6 +23,7 @@ COMPILE_EXAMPLE = """example:
   neurocc compile model.onnx --calib train.npz --input-scale 0.00392157 -o model.ncc
   neurocc compile model.onnx --calib train.npz --mean 0.485 0.456 0.406 --std 0.229 0.224 0.225 \\
       --input-scale 0.00392157 -o resnet.ncc
+  neurocc compile model.onnx --calib train.npz --target loihi -o model_loihi.ncc   # integer, bit-exact
 
 Data files are .npz archives with an array x (N x C x H x W, N x H x W or N x H x W x C, or N x F)
 and optional integer labels y. Pre-processing (x * input-scale - mean) / std is stored in the
@@ -65,7 +66,6 @@ def cmd_compile(args) -> int:
     from neurocc.frontend.onnx import load_onnx
     from neurocc.options import CompileOptions, Preprocess
     from neurocc.pipeline import ALL_PASS_NAMES, CompileContext, compile_graph
-    from neurocc.report import table
 
     for name in args.print_ir_after:
         if name not in ALL_PASS_NAMES + ("all",):
@@ -80,7 +80,7 @@ def cmd_compile(args) -> int:
     hw = None
     if args.hwmodel:
         if opts.target == "reference":
-            raise NeuroccError("--hwmodel needs an integer target (--target generic or loihi)")
+            raise NeuroccError("--hwmodel needs an integer target (generic, loihi or spinnaker)")
         hw = load_hwmodel_file(args.hwmodel)
         if hw.semantics != load_hwmodel(opts.target).semantics:
             raise NeuroccError(f"{args.hwmodel}: semantics {hw.semantics!r} do not match target {opts.target!r}")
@@ -277,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model", help="the ONNX file")
     c.add_argument("-o", "--output", required=True, help="artifact folder to write (replaced if it is an artifact)")
     c.add_argument("--target", default="reference", choices=TARGETS,
-                   help="reference (float), or an integer target: generic (ideal NL-IAF), loihi (default: reference)")
+                   help="reference (float), or an integer target: generic (ideal NL-IAF), loihi, spinnaker "
+                        "(default: reference)")
     c.add_argument("--hwmodel", metavar="FILE.toml", help="a custom hardware model for the target (default: the shipped one)")
     c.add_argument("--warn-mass-lost", type=float, default=0.01,
                    help="warn when quantisation loses more than this fraction of a projection's weight mass (0.01)")

@@ -1,7 +1,6 @@
 """Conversion on real data: a CNN trained on scikit-learn's digits converges to its ANN accuracy."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from neurocc.backends.reference import Simulator

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numpy as np
 import torch
 
 from neurocc.errors import UnsupportedModelError

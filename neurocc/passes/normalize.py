@@ -18,7 +18,7 @@ import numpy as np
 
 from neurocc.errors import NeuroccError
 from neurocc.ir import Graph, ops
-from neurocc.ir.snn import InputSource, Population, Projection
+from neurocc.ir.snn import InputSource, Projection
 
 _MIN_LAMBDA = 1e-6
 

@@ -114,6 +114,12 @@ def _weight_limit(w: np.ndarray, fmt) -> tuple[int, int, bool]:
     return -top, top, False
 
 
+def _weight_room(w: np.ndarray, fmt) -> int:
+    """The largest integer magnitude the weights ``w`` may take in the format (given their signs)."""
+    lo, hi, _ = _weight_limit(w, fmt)
+    return min(hi if w.max() > 0 else hi - lo, -lo if w.min() < 0 else hi - lo)
+
+
 def _quantize_weights(w: np.ndarray, scale: float, fmt) -> tuple[np.ndarray, dict]:
     lo, hi, even = _weight_limit(w, fmt)
     x = w.astype(np.float64) * scale
@@ -155,8 +161,8 @@ def _choose_vth(name: str, node: Population, incoming: list, hw) -> int:
     for inc in incoming:
         biggest = float(np.abs(inc.weights).max())
         if biggest > 0:
-            wmax = 2 ** w.magnitude_bits - 1
-            limits[f"weights from {inc.src}"] = wmax * 2.0 ** (w.exponent_max + n.input_shift) / (biggest * tshift)
+            room = _weight_room(inc.weights, w)
+            limits[f"weights from {inc.src}"] = room * 2.0 ** (w.exponent_max + n.input_shift) / (biggest * tshift)
     binding = min(limits, key=limits.get)
     vth = int(math.floor(limits[binding]))
     if vth < 1:
@@ -193,11 +199,11 @@ def quantize(graph: Graph, ctx) -> Graph:
             incoming.append(_Incoming(u, k, proj, gate + chain, np.asarray(w)))
         vth = _choose_vth(name, node, incoming, hw)
         theta = vth * 2 ** hw.neuron.threshold_shift
-        wmax = 2 ** hw.weights.magnitude_bits - 1
         exponents = []
         for inc in incoming:
             biggest = float(np.abs(inc.weights).max())
-            ideal = math.ceil(math.log2(biggest * theta / (wmax * 2 ** hw.neuron.input_shift))) if biggest > 0 else 0
+            room = _weight_room(inc.weights, hw.weights)
+            ideal = math.ceil(math.log2(biggest * theta / (room * 2 ** hw.neuron.input_shift))) if biggest > 0 else 0
             exponents.append(int(min(max(ideal, hw.weights.exponent_min), hw.weights.exponent_max)))
         if hw.weights.exponent_scope == "population":       # one shift for every input of the population
             exponents = [max(exponents)] * len(exponents)
