@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -227,8 +228,7 @@ def cmd_inspect(args) -> int:
             ["format", f"{m['format']} v{m['format_version']} (neurocc {m['neurocc_version']})"],
             ["source", f"{m['source']['name']} sha256 {m['source']['sha256'][:16]}…"],
             ["target", m["target"]], ["passes", ", ".join(m["passes"])], ["created", m["created"]],
-            ["options", json.dumps(m["options"])],
-        ]))
+        ] + [[f"option {k}", json.dumps(v)] for k, v in m["options"].items()], align="ll"))
         print(_population_table(art.snn))
         if "quantization" in art.snn.meta:
             print(_formats_table(art.snn.meta["hwmodel"]))
@@ -339,6 +339,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("neurocc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:             # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
