@@ -41,6 +41,7 @@ class WeightFormat:
     exponent_min: int
     exponent_max: int
     exponent_scope: str          # projection | population (one shift for all inputs of a population)
+    levels_per_channel: int      # 0: free integers; n: each output channel uses n uniform levels k * B_c
 
 
 @dataclass(frozen=True)

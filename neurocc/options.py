@@ -9,7 +9,7 @@ import numpy as np
 from neurocc.errors import NeuroccError
 
 NORMALIZATIONS = ("percentile", "max", "model")
-TARGETS = ("reference", "generic", "loihi", "spinnaker")
+TARGETS = ("reference", "generic", "loihi", "spinnaker", "truenorth")
 
 
 @dataclass(frozen=True)

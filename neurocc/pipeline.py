@@ -43,6 +43,7 @@ SNN_PASSES = {
     "generic": (_NORMALIZE, _QUANTIZE),
     "loihi": (_NORMALIZE, _QUANTIZE),
     "spinnaker": (_NORMALIZE, _QUANTIZE),
+    "truenorth": (_NORMALIZE, _QUANTIZE),
 }
 ALL_PASS_NAMES = tuple(p.name for p in ANN_PASSES) + (LOWERING.name,) + tuple(
     dict.fromkeys(p.name for ps in SNN_PASSES.values() for p in ps))

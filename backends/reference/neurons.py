@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-BIAS_IN_DRIVE = {"float": True, "nliaf": True, "loihi": False, "spinnaker": True}
+BIAS_IN_DRIVE = {"float": True, "nliaf": True, "loihi": False, "spinnaker": True, "truenorth": True}
 
 
 def fit(x: torch.Tensor, bits: int, overflow: str) -> torch.Tensor:
@@ -91,4 +91,6 @@ def spinnaker(state: dict, drive: torch.Tensor, node, fired: torch.Tensor) -> to
     return fired
 
 
-UPDATES = {"float": nliaf, "nliaf": nliaf, "loihi": loihi, "spinnaker": spinnaker}
+# TrueNorth's neuron with linear reset (gamma = 1), leak as a constant input and a 20-bit saturating V is
+# the NL-IAF update (NeMo tn_neuron.c: integrate, leak, V >= alpha fires, V <- V - alpha).
+UPDATES = {"float": nliaf, "nliaf": nliaf, "loihi": loihi, "spinnaker": spinnaker, "truenorth": nliaf}

@@ -12,7 +12,8 @@ vth is the largest integer that lets (1) the threshold fit its bits and leave 8x
 state width, (2) every bias fit the bias format, (3) every projection's weights fit the weight bits
 with an exponent no larger than the format's maximum. e is then the smallest exponent whose weights
 fit, so each projection uses its full weight range. Loihi's mixed-sign weights lose their LSB (lava's
-truncate_weights), so they are rounded to even values. Pooling becomes integer sum pooling with the
+truncate_weights), so they are rounded to even values; TrueNorth's weights are 7 levels k * B_c per output
+channel (4 axon types per input, see hwmodels/truenorth.toml). Pooling becomes integer sum pooling with the
 1/k^2 folded into the weights. A model that cannot fit (weights too large for any vth >= 1) is a
 ``NeuroccError``.
 
@@ -114,18 +115,44 @@ def _weight_limit(w: np.ndarray, fmt) -> tuple[int, int, bool]:
     return -top, top, False
 
 
+def _codebook(fmt) -> tuple[int, int]:
+    """(k_max, b_max) of a per-channel level format: weights k * B_c, |k| <= k_max, 1 <= B_c <= b_max.
+
+    TrueNorth's 4 axon types +A, -A, +B, -B with A = 2B give 7 levels, so k_max = 3 and A = 2 B must fit the
+    weight bits: b_max = (2^bits - 1) // 2.
+    """
+    k_max = fmt.levels_per_channel // 2
+    return k_max, (2 ** fmt.magnitude_bits - 1) // max(k_max - 1, 1)
+
+
 def _weight_room(w: np.ndarray, fmt) -> int:
     """The largest integer magnitude the weights ``w`` may take in the format (given their signs)."""
+    if fmt.levels_per_channel:
+        k_max, b_max = _codebook(fmt)
+        return k_max * b_max
     lo, hi, _ = _weight_limit(w, fmt)
     return min(hi if w.max() > 0 else hi - lo, -lo if w.min() < 0 else hi - lo)
 
 
+def _levels(x: np.ndarray, fmt) -> tuple[np.ndarray, np.ndarray]:
+    """x rounded to k * B_c per output channel (axis 0); returns (q, clipped mask)."""
+    k_max, b_max = _codebook(fmt)
+    per_channel = np.abs(x).reshape(x.shape[0], -1).max(axis=1) if x.ndim else np.abs(x).reshape(1)
+    step = np.clip(np.ceil(per_channel / (k_max + 0.5)), 1, b_max)
+    step = step.reshape((-1,) + (1,) * (x.ndim - 1)) if x.ndim else step[0]
+    k = np.rint(x / step)
+    return np.clip(k, -k_max, k_max) * step, np.abs(k) > k_max
+
+
 def _quantize_weights(w: np.ndarray, scale: float, fmt) -> tuple[np.ndarray, dict]:
-    lo, hi, even = _weight_limit(w, fmt)
     x = w.astype(np.float64) * scale
-    q = 2 * np.rint(x / 2) if even else np.rint(x)
-    clipped = (q < lo) | (q > hi)
-    q = np.clip(q, lo, hi)
+    if fmt.levels_per_channel:
+        q, clipped = _levels(x, fmt)
+    else:
+        lo, hi, even = _weight_limit(w, fmt)
+        q = 2 * np.rint(x / 2) if even else np.rint(x)
+        clipped = (q < lo) | (q > hi)
+        q = np.clip(q, lo, hi)
     zeroed = (w != 0) & (q == 0)
     total = max(float(np.abs(x).sum()), 1e-30)
     return q, {"clipped": int(clipped.sum()), "zeroed": int(zeroed.sum()),
