@@ -357,3 +357,13 @@ def test_spinnaker_three_neurons_match_spynnaker_equations_step_by_step():
     expected = _spinnaker_reference(60, [1, 1], [[37, 0], [0, 23]], [-90, 254], [3, -2], -5, 100, 30, 3, 1)
     assert expected.sum(axis=0).min() > 0
     assert np.array_equal(got, expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("target", ["generic", "loihi", "spinnaker", "truenorth"])
+def test_integer_simulation_is_identical_on_cuda(compiled, digits, target):
+    snn = compiled[target].snn
+    x = digits[2][:32]
+    cpu = Simulator(snn, record_trains=True).run(x, 16)
+    gpu = Simulator(snn, device="cuda", record_trains=True).run(x, 16)
+    assert_same_trace(gpu, cpu)

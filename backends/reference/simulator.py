@@ -367,9 +367,12 @@ class Simulator:
         if not self.integer:
             return apply_chain(chain, s)
         total = None
-        for part, factor in self.exact_parts[key]:
-            y = apply_chain(part, s).round().to(torch.int64) * factor
-            total = y if total is None else total + y
+        # float64 convolutions run on PyTorch's own im2col + GEMM on CPU (oneDNN takes float32 only); on CUDA
+        # cuDNN is switched off so that no Winograd or FFT transform can touch the integer sums.
+        with torch.backends.cudnn.flags(enabled=False):
+            for part, factor in self.exact_parts[key]:
+                y = apply_chain(part, s).round().to(torch.int64) * factor
+                total = y if total is None else total + y
         src, dst = self.graph.payload(key[0]), self.graph.payload(key[1])
         if isinstance(src, InputSource):                    # injected input: one floor shift
             return _shift(total, proj.shift + dst.input_shift - src.bits)
