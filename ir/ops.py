@@ -145,30 +145,27 @@ class Concat(Op):
 
 
 @dataclass(frozen=True, eq=False)
-class AvgPool(Op):
+class _Pool(Op):
+    """2-D pooling windows: kernel, strides, ONNX pads (top, left, bottom, right), ceil mode."""
     kernel: tuple
     strides: tuple
     pads: tuple = (0, 0, 0, 0)
+    ceil_mode: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPool(_Pool):
     count_include_pad: bool = False
-    ceil_mode: bool = False
 
 
 @dataclass(frozen=True, eq=False)
-class SumPool(Op):
+class SumPool(_Pool):
     """Sum over each window (integer-exact pooling; integer mode writes AvgPool as SumPool x 1/k^2)."""
-    kernel: tuple
-    strides: tuple
-    pads: tuple = (0, 0, 0, 0)
-    ceil_mode: bool = False
 
 
 @dataclass(frozen=True, eq=False)
-class MaxPool(Op):
-    kernel: tuple
-    strides: tuple
-    pads: tuple = (0, 0, 0, 0)
+class MaxPool(_Pool):
     dilations: tuple = (1, 1)
-    ceil_mode: bool = False
 
 
 @dataclass(frozen=True, eq=False)
