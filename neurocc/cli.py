@@ -76,7 +76,9 @@ def cmd_compile(args) -> int:
     if normalization != "model" and not args.calib:
         raise NeuroccError(f"--normalization {normalization} needs calibration data: pass --calib DATA.npz")
     opts = CompileOptions(target=args.target, normalization=normalization, percentile=args.percentile,
-                          reset=args.reset, v0=args.v0, readout=args.readout, calib_samples=args.calib_samples,
+                          granularity=args.granularity, optimize=args.optimize,
+                          optimize_steps=args.optimize_steps, optimize_samples=args.optimize_samples,
+                          optimize_weights=tuple(args.optimize_weights or ()), reset=args.reset, v0=args.v0, readout=args.readout, calib_samples=args.calib_samples,
                           batch_size=args.batch_size, preprocess=pre)
     hw = None
     if args.hwmodel:
@@ -106,10 +108,26 @@ def cmd_compile(args) -> int:
         print(_population_table(result.snn))
         if "quantization" in result.snn.meta:
             print(_quantization_table(result.snn.meta))
+        if "optimization" in result.snn.meta:
+            print(_optimization_summary(result.snn.meta["optimization"]))
         for note in result.snn.meta.get("notes", []):
             print(f"note: {note}")
         print(f"compiled {args.model} for target {opts.target} in {elapsed:.2f} s -> {out}")
     return 0
+
+
+def _optimization_summary(report: dict) -> str:
+    from neurocc.report import table
+
+    rows = [[p["phase"], p["dimensions"], p["evaluations"], f"{p['objective_before']:.4f}",
+             f"{p['objective_after']:.4f}", f"{p['seconds']:.1f}"] for p in report["phases"]]
+    before, after = report["terms_before"], report["terms_after"]
+    return (f"optimize: L_SNN {report['objective_before']:.4f} -> {report['objective_after']:.4f} in "
+            f"{report['evaluations']} evaluations ({report['samples']} calibration samples x {report['steps']} "
+            f"steps, weights e/l/p = {'/'.join(f'{w:.4g}' for w in report['weights'])}; accuracy at the last "
+            f"step {100 * before['final_accuracy']:.2f} % -> {100 * after['final_accuracy']:.2f} %, "
+            f"P_l {before['P_l']:.2f} -> {after['P_l']:.2f})\n"
+            + table(["phase", "dims", "evals", "L before", "L after", "s"], rows, align="lrrrrr"))
 
 
 def _quantization_table(meta: dict) -> str:
@@ -288,6 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lambda per layer: a percentile of the activations (default with --calib), their max, "
                         "or weight-based bounds (default without --calib)")
     c.add_argument("--percentile", type=float, default=99.9, help="percentile p for normalisation (default 99.9)")
+    c.add_argument("--granularity", choices=("channel", "layer"), default="channel",
+                   help="one lambda per channel (default; anytime-perception 5.2) or per layer")
+    c.add_argument("--optimize", type=int, nargs="?", const=60, default=0, metavar="BUDGET",
+                   help="search rate scales (global, layer, channel) and V0 with Subplex, minimising L_SNN "
+                        "(anytime-perception eq. 11) by simulation on calibration data; BUDGET = evaluations "
+                        "(default 60 when given without a number)")
+    c.add_argument("--optimize-steps", type=int, default=64, help="steps simulated per --optimize evaluation (64)")
+    c.add_argument("--optimize-samples", type=int, default=256,
+                   help="calibration samples simulated per --optimize evaluation (256)")
+    c.add_argument("--optimize-weights", type=float, nargs=3, metavar=("E", "L", "P"),
+                   help="lambda_e, lambda_l, lambda_p of L_SNN (default 1, 1/steps, 0)")
     c.add_argument("--reset", choices=("subtract", "zero"),
                    help="reset after a spike (default: subtract; chips such as loihi reset as their hardware does)")
     c.add_argument("--v0", type=float, default=0.5, help="initial membrane potential, fraction of threshold (default 0.5)")

@@ -9,6 +9,7 @@ import numpy as np
 from neurocc.errors import NeuroccError
 
 NORMALIZATIONS = ("percentile", "max", "model")
+GRANULARITIES = ("channel", "layer")
 TARGETS = ("reference", "generic", "loihi", "spinnaker", "truenorth")
 
 
@@ -40,10 +41,15 @@ class CompileOptions:
     target: str = "reference"
     normalization: str = "percentile"   # percentile | max | model (no calibration data)
     percentile: float = 99.9
+    granularity: str = "channel"        # channel | layer: one lambda per channel or per population
     reset: Optional[str] = None         # subtract | zero; None: the target's (subtract in float mode)
     v0: float = 0.5                     # initial membrane potential, fraction of the threshold
     readout: str = "accumulate"         # accumulate (membrane potential) | spike (spike count)
     calib_samples: int = 1000
+    optimize: int = 0                   # evaluations of L_SNN for the rate/V0 search (0: no search)
+    optimize_steps: int = 64            # steps simulated per evaluation
+    optimize_samples: int = 256         # calibration samples simulated per evaluation
+    optimize_weights: tuple = ()        # (lambda_e, lambda_l, lambda_p) of eq. 11; () = (1, 1/steps, 0)
     batch_size: int = 128
     seed: int = 0
     preprocess: Preprocess = field(default_factory=Preprocess)
@@ -53,12 +59,18 @@ class CompileOptions:
             raise NeuroccError(f"unknown target {self.target!r}; available: {', '.join(TARGETS)}")
         if self.normalization not in NORMALIZATIONS:
             raise NeuroccError(f"unknown normalisation {self.normalization!r}; use one of {NORMALIZATIONS}")
+        if self.granularity not in GRANULARITIES:
+            raise NeuroccError(f"unknown granularity {self.granularity!r}; use one of {GRANULARITIES}")
         if not 0 < self.percentile <= 100:
             raise NeuroccError(f"--percentile must be in (0, 100], got {self.percentile}")
         if self.reset not in (None, "subtract", "zero"):
             raise NeuroccError(f"--reset must be subtract or zero, got {self.reset!r}")
         if self.readout not in ("accumulate", "spike"):
             raise NeuroccError(f"--readout must be accumulate or spike, got {self.readout!r}")
+        if self.optimize < 0 or self.optimize_steps < 1 or self.optimize_samples < 1:
+            raise NeuroccError("--optimize, --optimize-steps and --optimize-samples must be positive")
+        if self.optimize_weights and (len(self.optimize_weights) != 3 or min(self.optimize_weights) < 0):
+            raise NeuroccError("--optimize-weights takes three non-negative numbers: lambda_e lambda_l lambda_p")
         if not 0.0 <= self.v0 < 1.0:
             raise NeuroccError(f"--v0 must be in [0, 1), got {self.v0}")
 
@@ -70,4 +82,5 @@ class CompileOptions:
         d = dict(d)
         pre = d.pop("preprocess", {}) or {}
         pre = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()})
+        d["optimize_weights"] = tuple(d.get("optimize_weights", ()))
         return cls(preprocess=pre, **d)

@@ -1,14 +1,16 @@
 """The ordered pass lists, in one place, and the pass manager that runs them.
 
-    ANN: canonicalize -> fold_batchnorm -> calibrate -> lower_to_snn -> SNN: normalize [-> quantize]
+    ANN: canonicalize -> fold_batchnorm -> calibrate -> lower_to_snn -> SNN: normalize [-> optimize] [-> quantize]
 
 ``reference`` stays in float; the integer targets quantise for their hardware model (hwmodels/).
+``optimize`` runs with ``--optimize``; it judges each candidate after the passes that follow it.
 
 Every pass is followed by ``verify``. A pass that fails with a user error (``NeuroccError``) passes it
 on; any other failure is reported with the passes that already ran.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -26,6 +28,7 @@ from neurocc.passes.canonicalize import canonicalize
 from neurocc.passes.fold_batchnorm import fold_batchnorm
 from neurocc.passes.lower import lower_to_snn
 from neurocc.passes.normalize import normalize
+from neurocc.passes.optimize import optimize
 from neurocc.passes.quantize import quantize
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ ANN_PASSES = (
 )
 LOWERING = Pass("lower_to_snn", lower_to_snn, "ann", "snn")
 _NORMALIZE = Pass("normalize", normalize, "snn", "snn")
+_OPTIMIZE = Pass("optimize", optimize, "snn", "snn")
 _QUANTIZE = Pass("quantize", quantize, "snn", "snn")
 SNN_PASSES = {
     "reference": (_NORMALIZE,),
@@ -46,7 +50,7 @@ SNN_PASSES = {
     "truenorth": (_NORMALIZE, _QUANTIZE),
 }
 ALL_PASS_NAMES = tuple(p.name for p in ANN_PASSES) + (LOWERING.name,) + tuple(
-    dict.fromkeys(p.name for ps in SNN_PASSES.values() for p in ps))
+    dict.fromkeys(p.name for ps in SNN_PASSES.values() for p in ps)) + (_OPTIMIZE.name,)
 
 
 def _identity(it):
@@ -62,6 +66,8 @@ class CompileContext:
     progress: Callable = _identity          # wraps long iterations (a progress bar in the CLI)
     print_ir_after: tuple = ()
     printer: Callable[[str], None] = print
+    ann_graph: Optional[Graph] = None       # set by compile_graph: the ANN after the ANN passes
+    finish: Optional[Callable[[Graph], Graph]] = None   # set for optimize: the passes after it, quietly
 
 
 class PassFailure(RuntimeError):
@@ -104,5 +110,11 @@ def compile_graph(ann: Graph, ctx: CompileContext) -> CompileResult:
     done: list = []
     ann = run_passes(ann, ANN_PASSES, ctx, done)
     snn = run_passes(ann, (LOWERING,), ctx, done)
-    snn = run_passes(snn, SNN_PASSES[ctx.options.target], ctx, done)
+    passes = SNN_PASSES[ctx.options.target]
+    if ctx.options.optimize:
+        rest = passes[1:]
+        quiet = dataclasses.replace(ctx, calib_x=None, calib_y=None, progress=_identity, print_ir_after=())
+        ctx = dataclasses.replace(ctx, ann_graph=ann, finish=lambda g: run_passes(g, rest, quiet, []))
+        passes = passes[:1] + (_OPTIMIZE,) + rest
+    snn = run_passes(snn, passes, ctx, done)
     return CompileResult(ann=ann, snn=snn, passes=done)

@@ -367,3 +367,28 @@ def test_integer_simulation_is_identical_on_cuda(compiled, digits, target):
     cpu = Simulator(snn, record_trains=True).run(x, 16)
     gpu = Simulator(snn, device="cuda", record_trains=True).run(x, 16)
     assert_same_trace(gpu, cpu)
+
+
+@pytest.mark.parametrize("target", ["generic", "loihi", "spinnaker", "truenorth"])
+def test_channel_scaled_shortcuts_become_integer_depthwise_synapses(target, tmp_path):
+    """Channel-level normalisation turns an identity shortcut into one weight per channel; integer targets
+    carry it as a depthwise 1x1 convolution and still simulate bit-exactly."""
+    from test_frontend import torch_models
+    model = torch_models()["resnet_block_bn"]
+    rng = np.random.default_rng(0)
+    calib = rng.random((64, 3, 12, 12), dtype=np.float32)
+    path = tmp_path / "res.onnx"
+    torch.onnx.export(model, (torch.from_numpy(calib[:1]),), str(path), input_names=["x"],
+                      dynamic_axes={"x": {0: "N"}}, dynamo=False)
+    graph, _ = load_onnx(path)
+    snn = compile_graph(graph, CompileContext(CompileOptions(target=target), calib_x=calib)).snn
+    shortcuts = [p for n in snn.nodes() if snn.nx.in_degree(n) == 2 for _, _, p in snn.projections(n)
+                 if any(isinstance(op, ops.Conv) and op.groups > 1 for op in p.ops)]
+    assert len(shortcuts) == 2
+    for p in shortcuts:
+        (conv,) = p.ops
+        assert conv.weight.shape == (8, 1, 1, 1) and np.all(conv.weight == np.rint(conv.weight))
+    assert snn.meta["quantized_function"]["agreement"] >= 0.9
+    x = rng.random((20, 3, 12, 12), dtype=np.float32)
+    sim = Simulator(snn, record_trains=True)
+    assert_same_trace(sim.run(x, 12, batch_size=3, block=5), sim.run(x, 12, batch_size=20, block=12))

@@ -85,12 +85,14 @@ def _compile(graph, calib, **kw):
 
 
 @pytest.mark.parametrize("name", sorted(torch_models()))
-@pytest.mark.parametrize("normalization", ["percentile", "max", "model"])
-def test_normalisation_keeps_ann_function(name, normalization, tmp_path):
+@pytest.mark.parametrize("normalization, granularity", [("percentile", "channel"), ("percentile", "layer"),
+                                                        ("max", "layer"), ("model", "layer")])
+def test_normalisation_keeps_ann_function(name, normalization, granularity, tmp_path):
     """The rate view of the normalised SNN (activations a / lambda) reproduces the ANN output exactly."""
     graph, _ = load_onnx(_export(torch_models()[name], tmp_path))
     calib = rand(32, 3, 12, 12, seed=7)
-    result = _compile(graph, None if normalization == "model" else calib, normalization=normalization)
+    result = _compile(graph, None if normalization == "model" else calib, normalization=normalization,
+                      granularity=granularity)
     x = rand(5, 3, 12, 12, seed=8)
     ann = run_ann(graph, x)[graph.outputs[0]]
     out = result.snn.outputs[0]
@@ -108,6 +110,51 @@ def test_percentile_lambda_is_the_percentile_of_positive_activations(tmp_path):
     acts = run_ann(graph, calib, keep=lambda n: n == relu)[relu].numpy().ravel()
     assert stats[relu]["max"] == pytest.approx(acts.max())
     assert stats[relu]["percentile"] == pytest.approx(np.percentile(acts[acts > 0], 90.0), rel=1e-6)
+
+
+def test_channel_lambdas_are_per_channel_percentiles_and_set_channel_rates(tmp_path):
+    """Channel-level normalisation (anytime-perception 5.2): channel c of a population fires at a_c / lambda_c,
+    lambda_c the percentile of that channel's positive activations, also behind residual shortcuts."""
+    graph, _ = load_onnx(_export(torch_models()["resnet_block_bn"], tmp_path))
+    calib = rand(24, 3, 12, 12, seed=9)      # 24 x 12 x 12 positions per channel: below the subsampling bound
+    result = _compile(graph, calib, percentile=99.0)
+    snn, ann = result.snn, result.ann
+    acts = run_ann(ann, calib, keep=lambda n: True)
+    rates = run_rate(snn, calib, keep=lambda n: True)
+    checked = 0
+    for name in snn.nodes():
+        node = snn.payload(name)
+        if not isinstance(node, Population) or node.readout != "spike":
+            continue
+        a = acts[node.source_node].numpy()
+        lam = np.asarray(snn.meta["lambdas"][name])
+        assert lam.shape == (node.shape[0],)
+        for c in range(node.shape[0]):
+            pos = a[:, c][a[:, c] > 0]
+            expected = np.percentile(pos, 99.0) if pos.size else np.percentile(a[a > 0], 99.0)  # silent: layer's
+            assert lam[c] == pytest.approx(expected, rel=1e-5)
+        assert np.abs(rates[name].numpy() * lam.reshape(1, -1, 1, 1) - a).max() <= TOL
+        checked += 1
+    assert checked == 5     # the stem and both convolutions of both residual blocks
+
+
+def test_rescaling_a_channel_changes_only_its_rate(tmp_path):
+    """eta_j on incoming weights and bias, 1 / eta_j on outgoing ones (Fig. 3a): the output is unchanged and
+    only channel j's rate moves, through convolutions, identity shortcuts and global pooling."""
+    from neurocc.passes.rescale import rescale
+    graph, _ = load_onnx(_export(torch_models()["resnet_block_bn"], tmp_path))
+    snn = _compile(graph, rand(16, 3, 12, 12)).snn
+    x = rand(6, 3, 12, 12, seed=4)
+    before = run_rate(snn, x, keep=lambda n: True)
+    for name in [n for n in snn.nodes() if snn.nx.in_degree(n) == 2][:1] + [snn.topo_order()[1]]:
+        eta = np.ones(snn.shape(name)[0])
+        eta[3] = 2.5
+        after = run_rate(rescale(snn, {name: eta}), x, keep=lambda n: True)
+        out = snn.outputs[0]
+        assert (after[out] - before[out]).abs().max() <= TOL
+        expected = before[name].clone()
+        expected[:, 3] *= 2.5
+        assert (after[name] - expected).abs().max() <= TOL
 
 
 def test_residual_add_relu_is_one_population_fed_by_both_paths(tmp_path):

@@ -35,7 +35,7 @@ from neurocc.ir import Graph, ops
 from neurocc.ir.executor import run_rate
 from neurocc.ir.snn import InputSource, Population, Projection
 
-from .normalize import scale_chain
+from .rescale import scale_chain
 
 HEADROOM = 8          # the threshold uses at most 1/8 of the state range
 INPUT_BITS = 8        # fractional bits of an analog input in integer mode
@@ -64,11 +64,11 @@ def integer_chain(chain: tuple, src_shape: tuple, where: str) -> tuple[tuple, fl
             if op.scale is None:
                 x = ops.apply(op, [x])
                 continue
-            if np.ndim(op.scale) and np.size(op.scale) > 1:
-                raise NeuroccError(f"{where}: a per-channel scale inside a projection is not supported on integer targets")
-            gain *= float(op.scale)
-            x = ops.apply(op, [x])
-            continue
+            if np.size(op.scale) == 1:
+                gain *= float(op.scale)
+                x = ops.apply(op, [x])
+                continue
+            new = _as_weighted(op, tuple(x.shape[1:]), where)
         else:
             new = op
         out.append(new)
@@ -77,6 +77,17 @@ def integer_chain(chain: tuple, src_shape: tuple, where: str) -> tuple[tuple, fl
     if len(weighted) > 1:
         raise NeuroccError(f"{where}: a projection with {len(weighted)} weighted layers in a row cannot be quantised")
     return tuple(out), gain
+
+
+def _as_weighted(op: ops.Affine, shape: tuple, where: str) -> ops.Op:
+    """A per-channel scale (channel-level normalisation of a shortcut) as synapses: a depthwise 1x1
+    convolution for (C, H, W) tensors, a diagonal dense layer for 1-D ones."""
+    scale = np.broadcast_to(op.scale, (shape[0],) + (1,) * (len(shape) - 1)).reshape(-1).astype(np.float32)
+    if len(shape) == 3:
+        return ops.Conv(weight=scale.reshape(-1, 1, 1, 1), groups=int(shape[0]))
+    if len(shape) == 1:
+        return ops.Gemm(weight=np.diag(scale))
+    raise NeuroccError(f"{where}: a per-channel scale on a {len(shape)}-D tensor cannot be quantised")
 
 
 def _weights(chain: tuple):
@@ -268,7 +279,8 @@ def dequantize(g: Graph) -> Graph:
         for u, _, k, d in g.nx.in_edges(name, keys=True, data=True):
             proj = d["proj"]
             factor = 2.0 ** (proj.shift + node.input_shift) / theta
-            out.nx.edges[u, name, k]["proj"] = Projection(ops=scale_chain(proj.ops, factor), delay=proj.delay)
+            out.nx.edges[u, name, k]["proj"] = Projection(ops=scale_chain(proj.ops, g.shape(u), 1.0, factor),
+                                                               delay=proj.delay)
     out.meta["mode"] = "float"
     return out
 
