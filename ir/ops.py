@@ -212,10 +212,14 @@ def _onnx_pad_2d(pads) -> tuple:
 
 
 def _conv(op: Conv, x):
-    if any(op.pads):
+    top, left, bottom, right = op.pads
+    padding = (top, left)
+    if (top, left) != (bottom, right):
         x = F.pad(x, _onnx_pad_2d(op.pads))
+        padding = (0, 0)
     bias = None if op.bias is None else tensor_of(op, "bias", x)
-    return F.conv2d(x, tensor_of(op, "weight", x), bias, stride=op.strides, dilation=op.dilations, groups=op.groups)
+    return F.conv2d(x, tensor_of(op, "weight", x), bias, stride=op.strides, padding=padding,
+                    dilation=op.dilations, groups=op.groups)
 
 
 def _gemm(op: Gemm, x):

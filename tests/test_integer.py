@@ -392,3 +392,11 @@ def test_channel_scaled_shortcuts_become_integer_depthwise_synapses(target, tmp_
     x = rng.random((20, 3, 12, 12), dtype=np.float32)
     sim = Simulator(snn, record_trains=True)
     assert_same_trace(sim.run(x, 12, batch_size=3, block=5), sim.run(x, 12, batch_size=20, block=12))
+
+
+@pytest.mark.parametrize("target", ["generic", "truenorth"])
+def test_integer_fused_kernel_matches_the_step_by_step_update(compiled, digits, target):
+    snn = compiled[target].snn
+    x = digits[2][:24]
+    fused = Simulator(snn, record_trains=True).run(x, 20, batch_size=8, block=6)
+    assert_same_trace(fused, Simulator(snn, record_trains=True, fused=False).run(x, 20, batch_size=8, block=6))

@@ -38,6 +38,13 @@ from neurocc.ir.snn import InputSource, Population
 
 from .neurons import BIAS_IN_DRIVE, UPDATES
 
+try:
+    from .kernels import as_arrays, nliaf_block
+    FUSED = True
+except ImportError:       # numba missing: the PyTorch update does the same work, more slowly
+    FUSED = False
+FUSED_SEMANTICS = ("float", "nliaf", "truenorth")
+
 CODINGS = ("analog", "poisson")
 _BLOCK_BYTES = 256 * 2 ** 20   # budget for one block's spike tensors
 
@@ -204,11 +211,7 @@ class _BatchRun:
                 t = s.shape[0]
                 flat = sim.project((src, name, k), proj, chain, s.reshape((t * self.b,) + tuple(s.shape[2:])))
                 current = current + flat.reshape((t, self.b) + tuple(flat.shape[1:]))
-            if BIAS_IN_DRIVE[node.semantics]:
-                current = current + self.state[name]["bias"]
-            if current.shape[0] == 1 and tb > 1:
-                current = current.expand((tb,) + tuple(current.shape[1:]))
-            spikes[name] = self._integrate(name, node, current, record)
+            spikes[name] = self._integrate(name, node, current, tb, record)
             constant[name] = False
         for src, depth in sim.max_delay.items():
             s = spikes[src]
@@ -216,9 +219,17 @@ class _BatchRun:
                 s = s.expand((tb,) + tuple(s.shape[1:]))
             self.history[src] = torch.cat([self.history[src], s])[-depth:]
 
-    def _integrate(self, name: str, node: Population, current: torch.Tensor, record) -> torch.Tensor:
+    def _integrate(self, name: str, node: Population, current: torch.Tensor, tb: int, record) -> torch.Tensor:
+        """Advance population ``name`` by the block's ``tb`` steps; ``current`` excludes the bias and is
+        (tb, B, ...) or, for a constant input, (1, B, ...)."""
         state = self.state[name]
         v = state["v"]
+        if self.sim.fused(node, name):
+            return self._integrate_fused(name, node, current, tb, record)
+        if BIAS_IN_DRIVE[node.semantics]:
+            current = current + state["bias"]
+        if current.shape[0] == 1 and tb > 1:
+            current = current.expand((tb,) + tuple(current.shape[1:]))
         if node.readout == "accumulate":
             potentials = v[None] + torch.cumsum(current, dim=0)
             state["v"] = potentials[-1].clone()
@@ -239,6 +250,45 @@ class _BatchRun:
             self.counts[name] = counts[-1].clone()
             record.count_readout(name, counts, trail)
         return out
+
+
+    def _integrate_fused(self, name: str, node: Population, current: torch.Tensor, tb: int, record) -> torch.Tensor:
+        """The NL-IAF block update in one pass (``kernels.nliaf_block``): same arithmetic as ``neurons.nliaf``.
+
+        The kernel works in channels-last memory order, (H, W, C) per sample: the spikes it returns are
+        logically (tb, B, C, H, W) with channels-last strides, on which PyTorch's CPU convolutions run
+        about twice as fast as on the default order."""
+        state = self.state[name]
+        if "v_mem" not in state:
+            state["v_mem"] = _memory_order(state["v"], 1).clone()
+        bias, fan, threshold = self.sim.kernel_constants(name, node)
+        cur = _memory_order(current, 2)
+        out = torch.empty((tb, self.b) + _memory_shape(node.shape), dtype=self.sim.dtype)
+        counts, events = nliaf_block(*as_arrays(cur), cur.shape[0] == 1 and tb > 1, bias,
+                                     *as_arrays(state["v_mem"], out.reshape(tb, self.b, -1)), fan, threshold,
+                                     node.reset == "subtract", node.compare == ">=", int(node.state_bits),
+                                     node.overflow == "saturate")
+        spikes = _logical_order(out, 2)
+        record.totals(name, spikes, counts, events)
+        return spikes
+
+
+def _memory_shape(shape: tuple) -> tuple:
+    return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
+
+
+def _memory_order(x: torch.Tensor, lead: int) -> torch.Tensor:
+    """(*lead, C, H, W) -> contiguous (*lead, H*W*C) (a view when x is channels-last); other shapes flattened."""
+    if x.dim() - lead == 3:
+        x = x.permute(tuple(range(lead)) + (lead + 1, lead + 2, lead))
+    return x.contiguous().reshape(tuple(x.shape[:lead]) + (-1,))
+
+
+def _logical_order(x: torch.Tensor, lead: int) -> torch.Tensor:
+    """(*lead, H, W, C) -> the (*lead, C, H, W) view; other shapes unchanged."""
+    if x.dim() - lead == 3:
+        return x.permute(tuple(range(lead)) + (lead + 2, lead, lead + 1))
+    return x
 
 
 class _Recorder:
@@ -265,6 +315,15 @@ class _Recorder:
         if fan is not None:
             self.events[self.t0:self.t0 + t] += (per_neuron @ fan).cpu().numpy()
 
+    def totals(self, name: str, s: torch.Tensor, spikes: np.ndarray, events: np.ndarray) -> None:
+        """Per-step totals computed by the fused kernel."""
+        t = s.shape[0]
+        if self.trains is not None:
+            self.trains[name].append(s.to(torch.int8).cpu().numpy())
+        self.spike_totals[name][self.t0:self.t0 + t] += spikes
+        if name in self.sim.fanout:
+            self.events[self.t0:self.t0 + t] += events
+
     def readout(self, name: str, potentials: torch.Tensor) -> None:
         t = potentials.shape[0]
         flat = potentials.reshape(t, potentials.shape[1], -1)
@@ -286,7 +345,7 @@ class Simulator:
     """Reference simulation of an SNN-level graph in float mode."""
 
     def __init__(self, graph: Graph, device: str = "cpu", coding: str = "analog", seed: int = 0,
-                 dtype=torch.float32, record_trains: bool = False):
+                 dtype=torch.float32, record_trains: bool = False, fused: bool = True):
         if graph.level != "snn":
             raise ValueError("the simulator needs an SNN-level graph")
         if coding not in CODINGS:
@@ -295,6 +354,7 @@ class Simulator:
             raise NeuroccError("--device cuda was asked for, but torch sees no CUDA device here")
         self.integer = graph.meta.get("mode") == "integer"
         self.record_trains = record_trains
+        self.use_fused = fused and FUSED
         if self.integer:
             dtype = torch.float64
         self.graph, self.device, self.coding, self.seed, self.dtype = graph, torch.device(device), coding, seed, dtype
@@ -314,8 +374,30 @@ class Simulator:
             self.spiking = list(graph.inputs) + self.spiking
         self.fanout = {n: torch.as_tensor(fan_out(graph, n).reshape(-1), device=self.device)
                        for n in self.spiking if graph.nx.out_degree(n)}
+        self.fanout_flat = {n: (self.fanout[n].cpu().numpy() if n in self.fanout
+                                else np.zeros(int(np.prod(graph.shape(n))))) for n in self.spiking}
+        self._kernel_constants: dict = {}
         self.neurons = sum(int(np.prod(graph.shape(n))) for n in self.order)
         self.exact_parts = {key: self._exact_parts(key, gate, chain) for key, gate, chain in self._integer_chains()}
+
+    def kernel_constants(self, name: str, node: Population) -> tuple:
+        """(bias, fan-out, threshold) of a population for the fused kernel, in its memory order and dtype."""
+        if name not in self._kernel_constants:
+            one = torch.as_tensor(np.array(node.bias))[None]
+            if self.integer:
+                bias = _memory_order(torch.as_tensor(np.rint(node.bias).astype(np.int64))[None], 1)[0].numpy()
+                threshold = np.int64(int(node.threshold))
+            else:
+                bias = _memory_order(one.to(self.dtype), 1)[0].numpy()
+                threshold = bias.dtype.type(node.threshold)
+            fan = _memory_order(torch.as_tensor(self.fanout_flat[name]).reshape(one.shape), 1)[0].numpy()
+            self._kernel_constants[name] = (bias, fan, threshold)
+        return self._kernel_constants[name]
+
+    def fused(self, node: Population, name: str) -> bool:
+        """Whether population ``name`` takes the fused CPU kernel (NL-IAF semantics, spiking, not read out)."""
+        return (self.use_fused and self.device.type == "cpu" and node.semantics in FUSED_SEMANTICS
+                and node.readout == "spike" and name not in self.graph.outputs)
 
     def _integer_chains(self):
         """(projection key, gate ops, chain after the gate) of every projection, in integer mode."""
