@@ -30,7 +30,7 @@ def nliaf_block(current, constant, bias, v, spikes, fan, threshold, subtract, ge
     events = np.zeros((batch, steps))
     half = np.int64(1) << max(bits - 1, 0)
     limit = half - 1
-    zero_v, one_v = v.dtype.type(0), v.dtype.type(1)
+    zero_v = v.dtype.type(0)
     zero_s, one_s = spikes.dtype.type(0), spikes.dtype.type(1)
     for b in prange(batch):
         vb = v[b]
