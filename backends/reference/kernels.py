@@ -2,12 +2,12 @@
 
 The per-step PyTorch update (``neurons.nliaf``) makes four to six passes over the population's memory per
 step plus the recorder's sums. This kernel does the same arithmetic, in the same order and dtype, for
-all steps of a block in one pass: each neuron's potential stays in a register, and it counts the
-spikes and synaptic events (spikes x fan-out) of every step as it goes. It is used on the CPU for the
+all steps of a block in one pass over memory, and it counts the spikes and synaptic events (spikes x
+fan-out) of every step as it goes. It is used on the CPU for the
 ``float``, ``nliaf`` and ``truenorth`` semantics; the test suite checks it against ``neurons.nliaf``
 spike for spike. Loihi and SpiNNaker updates, spike read-outs and CUDA keep the PyTorch path.
 
-Per neuron and step (``bias`` already in ``drive`` when ``with_bias``):
+Per neuron and step:
     d = I[t] + bias;  V <- fit(V + d);  s = V >= theta (or > theta);  V <- V - theta s  (or 0 if s)
 """
 from __future__ import annotations
