@@ -164,7 +164,7 @@ def _population_table(snn) -> str:
         rows.append([name, kind, "x".join(map(str, snn.shape(name))), f"{n:,}", f"{node.scale:.4g}",
                      snn.nx.in_degree(name), f"{syn:,}"])
     rows.append(["total", "", "", f"{neurons:,}", "", "", f"{synapses:,}"])
-    return table(["population", "kind", "shape", "neurons", "lambda", "in-proj", "synapses out"], rows,
+    return table(["population", "kind", "shape", "neurons", "lambda (max)", "in-proj", "synapses out"], rows,
                  align="lllrrrr")
 
 
