@@ -400,3 +400,16 @@ def test_integer_fused_kernel_matches_the_step_by_step_update(compiled, digits, 
     x = digits[2][:24]
     fused = Simulator(snn, record_trains=True).run(x, 20, batch_size=8, block=6)
     assert_same_trace(fused, Simulator(snn, record_trains=True, fused=False).run(x, 20, batch_size=8, block=6))
+
+
+@pytest.mark.parametrize("target", ["generic", "loihi", "spinnaker"])
+def test_float32_projections_equal_float64_ones(compiled, digits, target):
+    """Projections whose sums stay below 2^24 run in float32 (oneDNN), others in float64; forcing float64
+    everywhere changes nothing."""
+    snn = compiled[target].snn
+    x = digits[2][:16]
+    fast = Simulator(snn, record_trains=True)
+    assert any(dtype == torch.float32 for parts in fast.exact_parts.values() for _, _, dtype in parts)
+    slow = Simulator(snn, record_trains=True)
+    slow.exact_parts = {k: [(c, f, torch.float64) for c, f, _ in parts] for k, parts in slow.exact_parts.items()}
+    assert_same_trace(fast.run(x, 16, batch_size=16), slow.run(x, 16, batch_size=16))
