@@ -16,31 +16,49 @@ import numba
 import numpy as np
 from numba import prange
 
+_TILE = 2048      # neurons per work item: potentials, bias and fan-out of a tile fit in L1
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=False)
 def nliaf_block(current, constant, bias, v, spikes, fan, threshold, subtract, ge, bits, saturate):
     """Advance ``v`` (B, n) through the block; write ``spikes`` (T, B, n); return per-step spike and
     event totals (T,). ``current`` is (T, B, n), or (1, B, n) with ``constant`` set; ``bias`` and ``fan``
-    are (n,); ``bits`` = 0 means an unbounded state, otherwise it wraps or saturates to ``bits``.
+    (synapses per neuron, int64) are (n,); ``bits`` = 0 means an unbounded state, otherwise it wraps or saturates to ``bits``.
 
-    Parallel over samples; the inner loop over a sample's neurons is branch-free so that it vectorises."""
+    Parallel over tiles of a sample's neurons, each carried through all steps while its state stays in
+    cache; the inner loop over a tile is branch-free so that it vectorises."""
     steps = spikes.shape[0]
     batch, n = v.shape
-    counts = np.zeros((batch, steps))
-    events = np.zeros((batch, steps))
+    counts = np.zeros((batch * ((n + _TILE - 1) // _TILE), steps), np.int64)
+    events = np.zeros_like(counts)
     half = np.int64(1) << max(bits - 1, 0)
     limit = half - 1
     zero_v = v.dtype.type(0)
     zero_s, one_s = spikes.dtype.type(0), spikes.dtype.type(1)
-    for b in prange(batch):
-        vb = v[b]
+    tiles = (n + _TILE - 1) // _TILE
+    plain = subtract and ge and bits == 0
+    for job in prange(batch * tiles):
+        b, lo = job // tiles, (job % tiles) * _TILE
+        hi = min(n, lo + _TILE)
+        vb = v[b, lo:hi].copy()          # potentials, bias and fan-out of the tile stay in L1 over the steps
+        bias_t, fan_t = bias[lo:hi], fan[lo:hi]
         for t in range(steps):
-            cb = current[0 if constant else t, b]
-            sb = spikes[t, b]
-            spiked = 0.0
-            weighted = 0.0
-            for i in range(n):
-                x = vb[i] + (cb[i] + bias[i])
+            cb = current[0 if constant else t, b, lo:hi]
+            sb = spikes[t, b, lo:hi]
+            spiked = 0
+            weighted = 0
+            if plain:                    # the common case, without branches that block vectorisation
+                for i in range(hi - lo):
+                    x = vb[i] + (cb[i] + bias_t[i])
+                    on = x >= threshold
+                    vb[i] = x - (threshold if on else zero_v)
+                    sb[i] = one_s if on else zero_s
+                    spiked += on
+                    weighted += fan_t[i] if on else 0
+                counts[job, t] = spiked
+                events[job, t] = weighted
+                continue
+            for i in range(hi - lo):
+                x = vb[i] + (cb[i] + bias_t[i])
                 if bits:
                     if saturate:
                         x = min(max(x, -limit), limit)
@@ -51,13 +69,13 @@ def nliaf_block(current, constant, bias, v, spikes, fan, threshold, subtract, ge
                     vb[i] = x - (threshold if on else zero_v)
                 else:
                     vb[i] = zero_v if on else x
-                s = one_s if on else zero_s
-                sb[i] = s
-                spiked += s
-                weighted += s * fan[i]
-            counts[b, t] = spiked
-            events[b, t] = weighted
-    return counts.sum(axis=0), events.sum(axis=0)
+                sb[i] = one_s if on else zero_s
+                spiked += on
+                weighted += fan_t[i] if on else 0
+            counts[job, t] = spiked
+            events[job, t] = weighted
+        v[b, lo:hi] = vb
+    return counts.sum(axis=0).astype(np.float64), events.sum(axis=0).astype(np.float64)
 
 
 def as_arrays(*tensors) -> list:

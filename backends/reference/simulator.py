@@ -133,7 +133,9 @@ def fan_out(graph: Graph, src: str) -> np.ndarray:
 
 def _shift(x: torch.Tensor, k: int) -> torch.Tensor:
     """x * 2^k for k >= 0, floor(x / 2^-k) for k < 0 (arithmetic shift), on int64."""
-    return x << k if k >= 0 else x >> -k
+    if k == 0:
+        return x
+    return x << k if k > 0 else x >> -k
 
 
 class _Gate:
@@ -396,7 +398,8 @@ class Simulator:
             else:
                 bias = _memory_order(one.to(self.dtype), 1)[0].numpy()
                 threshold = bias.dtype.type(node.threshold)
-            fan = _memory_order(torch.as_tensor(self.fanout_flat[name]).reshape(one.shape), 1)[0].numpy()
+            fan = _memory_order(torch.as_tensor(np.rint(self.fanout_flat[name]).astype(np.int64)).reshape(one.shape),
+                                1)[0].numpy()
             self._kernel_constants[name] = (bias, fan, threshold)
         return self._kernel_constants[name]
 
