@@ -251,6 +251,8 @@ def cmd_inspect(args) -> int:
         if "quantization" in art.snn.meta:
             print(_formats_table(art.snn.meta["hwmodel"]))
             print(_quantization_table(art.snn.meta))
+        if "optimization" in art.snn.meta:
+            print(_optimization_summary(art.snn.meta["optimization"]))
         if args.ir:
             print(dump(art.snn))
         return 0

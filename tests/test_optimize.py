@@ -33,9 +33,18 @@ def test_optimize_never_worsens_the_objective_and_keeps_the_ann_function(digits,
     objective = Objective(xtr[:64], ytr[:64], float(np.mean(ann == ytr[:64])), 8, tuple(report["weights"]),
                           finish=lambda g: g)
     assert objective.loss(objective.terms(result.snn)) == pytest.approx(report["objective_after"], abs=1e-12)
-    # rescaling never changes what the network computes
+    # rescaling never changes what the network computes, and meta["lambdas"] still says what a spike stands for
     out = graph.outputs[0]
     assert (run_rate(result.snn, xte)[out] - run_ann(graph, xte)[out]).abs().max() <= 1e-4
+    snn = result.snn
+    rates = run_rate(snn, xte, keep=lambda n: True)
+    acts = run_ann(result.ann, xte, keep=lambda n: True)
+    for name in snn.nodes():
+        node = snn.payload(name)
+        if getattr(node, "readout", None) == "spike":
+            lam = np.asarray(snn.meta["lambdas"][name]).reshape((-1,) + (1,) * (len(node.shape) - 1))
+            assert np.abs(rates[name].numpy() * lam - acts[node.source_node].numpy()).max() <= 1e-4
+            assert node.scale == pytest.approx(lam.max())
 
 
 def test_optimize_judges_integer_targets_after_quantisation(digits, digits_onnx):
@@ -56,6 +65,7 @@ def test_cli_optimize_reports_before_and_after(digits, digits_onnx, tmp_path, ca
     assert code == 0 and "optimize: L_SNN" in text and "phase" in text
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["options"]["optimize"] == 6
+    assert main(["inspect", str(out)]) == 0 and "optimize: L_SNN" in capsys.readouterr().out
     code = main(["compile", str(digits_onnx), "--calib", str(tmp_path / "calib.npz"), "--optimize", "-3",
                  "-o", str(tmp_path / "bad.ncc")])
     assert code == 2 and not (tmp_path / "bad.ncc").exists()

@@ -154,14 +154,20 @@ def rescale(graph: Graph, eta: dict) -> Graph:
     """
     g = graph.copy()
     vec = {n: np.atleast_1d(np.asarray(e, np.float64)) for n, e in eta.items()}
+    lambdas = g.meta.get("lambdas", {})
     for name, e in vec.items():
         node = g.payload(name)
         if isinstance(node, InputSource):
             g.set_payload(name, dataclasses.replace(node, scale=float(node.scale / e.item())))
             continue
         shape = (-1,) + (1,) * (len(node.shape) - 1)
+        scale = node.scale
+        if name in lambdas:            # a spike of channel c now stands for lambda_c / eta_c
+            new = np.asarray(lambdas[name], np.float64) / (e if e.size > 1 else e.item())
+            lambdas[name] = new.tolist()
+            scale = float(np.max(new))
         g.set_payload(name, dataclasses.replace(
-            node, bias=(node.bias * e.reshape(shape)).astype(np.float32),
+            node, bias=(node.bias * e.reshape(shape)).astype(np.float32), scale=scale,
             cap=None if node.cap is None else float(node.cap * e.item())))
     one = np.ones(1)
     for u, v, k, d in list(g.nx.edges(keys=True, data=True)):
