@@ -51,8 +51,8 @@ class _Parser(argparse.ArgumentParser):
 def _progress(quiet: bool, desc: str):
     from tqdm import tqdm
 
-    def wrap(it):
-        return tqdm(it, desc=desc, unit="batch", disable=True if quiet else None, leave=False, file=sys.stderr)
+    def wrap(it, desc=desc, unit="batch"):
+        return tqdm(it, desc=desc, unit=unit, disable=True if quiet else None, leave=False, file=sys.stderr)
     return wrap
 
 
@@ -314,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search rate scales (global, layer, channel) and V0 with Subplex, minimising L_SNN "
                         "(anytime-perception eq. 11) by simulation on calibration data; BUDGET = evaluations "
                         "(default 60 when given without a number)")
-    c.add_argument("--optimize-steps", type=int, default=64, help="steps simulated per --optimize evaluation (64)")
-    c.add_argument("--optimize-samples", type=int, default=256,
+    c.add_argument("--optimize-steps", type=int, default=64, metavar="N", help="steps simulated per --optimize evaluation (64)")
+    c.add_argument("--optimize-samples", type=int, default=256, metavar="N",
                    help="calibration samples simulated per --optimize evaluation (256)")
     c.add_argument("--optimize-weights", type=float, nargs=3, metavar=("E", "L", "P"),
                    help="lambda_e, lambda_l, lambda_p of L_SNN (default 1, 1/steps, 0)")

@@ -53,7 +53,7 @@ ALL_PASS_NAMES = tuple(p.name for p in ANN_PASSES) + (LOWERING.name,) + tuple(
     dict.fromkeys(p.name for ps in SNN_PASSES.values() for p in ps)) + (_OPTIMIZE.name,)
 
 
-def _identity(it):
+def _identity(it, **_):
     return it
 
 
@@ -63,7 +63,7 @@ class CompileContext:
     calib_x: Optional[np.ndarray] = None
     calib_y: Optional[np.ndarray] = None
     hwmodel: Optional[object] = None        # the target's HwModel (integer targets)
-    progress: Callable = _identity          # wraps long iterations (a progress bar in the CLI)
+    progress: Callable = _identity          # wraps long iterations (a progress bar in the CLI; desc=, unit=)
     print_ir_after: tuple = ()
     printer: Callable[[str], None] = print
     ann_graph: Optional[Graph] = None       # set by compile_graph: the ANN after the ANN passes

@@ -123,13 +123,17 @@ def _subplex(f: Callable, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, evalua
         log.info("subplex stopped: %s", e)
 
 
-def search(base: Graph, objective: Objective, budget: int, progress: Callable = iter) -> tuple[Graph, dict]:
+def _no_progress(it, **_):
+    return it
+
+
+def search(base: Graph, objective: Objective, budget: int, progress: Callable = _no_progress) -> tuple[Graph, dict]:
     """Run the three phases within ``budget`` evaluations; return the best graph and a report."""
     pops = [n for n in base.topo_order()
             if isinstance(base.payload(n), Population) and base.payload(n).readout == "spike"]
     if not pops:
         raise NeuroccError("--optimize: the network has no spiking population to scale")
-    ticks = iter(progress(range(budget)))
+    ticks = iter(progress(range(budget), desc="optimizing", unit="simulation"))
     start = _Point({n: np.float64(0.0) for n in pops}, {n: base.payload(n).v0 for n in pops})
     first = objective.terms(start.graph(base))
     next(ticks, None)
