@@ -178,9 +178,10 @@ class _BatchRun:
     def _source(self, name: str, t0: int, t1: int) -> tuple[torch.Tensor, bool]:
         """(spikes of an input source for steps t0..t1-1, constant-over-time flag)."""
         node = self.sim.graph.payload(name)
-        xs = self.x / node.scale
         if self.sim.integer:           # quantised in float64, whatever the simulation dtype
             xs = (self.x.double() / node.scale).clamp(-1.0, 1.0)
+        else:
+            xs = self.x / node.scale
         if self.sim.coding == "analog":
             if self.sim.integer:
                 xs = torch.round(xs * 2.0 ** node.bits).to(self.sim.dtype)
@@ -229,10 +230,10 @@ class _BatchRun:
     def _integrate(self, name: str, node: Population, current: torch.Tensor, tb: int, record) -> torch.Tensor:
         """Advance population ``name`` by the block's ``tb`` steps; ``current`` excludes the bias and is
         (tb, B, ...) or, for a constant input, (1, B, ...)."""
-        state = self.state[name]
-        v = state["v"]
         if self.sim.fused(node, name):
             return self._integrate_fused(name, node, current, tb, record)
+        state = self.state[name]
+        v = state["v"]
         if BIAS_IN_DRIVE[node.semantics]:
             current = current + state["bias"]
         if current.shape[0] == 1 and tb > 1:
@@ -258,7 +259,6 @@ class _BatchRun:
             record.count_readout(name, counts, trail)
         return out
 
-
     def _integrate_fused(self, name: str, node: Population, current: torch.Tensor, tb: int, record) -> torch.Tensor:
         """The NL-IAF block update in one pass (``kernels.nliaf_block``): same arithmetic as ``neurons.nliaf``.
 
@@ -266,8 +266,8 @@ class _BatchRun:
         logically (tb, B, C, H, W) with channels-last strides, on which PyTorch's CPU convolutions run
         about twice as fast as on the default order."""
         state = self.state[name]
-        if "v_mem" not in state:
-            state["v_mem"] = _memory_order(state["v"], 1).clone()
+        if "v_mem" not in state:           # the potentials move to memory order once per batch
+            state["v_mem"] = _memory_order(state.pop("v"), 1)
         bias, fan, threshold = self.sim.kernel_constants(name, node)
         cur = _memory_order(current, 2)
         out = torch.empty((tb, self.b) + _memory_shape(node.shape), dtype=self.sim.dtype)
@@ -310,10 +310,13 @@ class _Recorder:
         self.trains = {n: [] for n in sim.spiking} if sim.record_trains else None
         self.t0 = 0
 
-    def spikes(self, name: str, s: torch.Tensor) -> None:
-        t = s.shape[0]
+    def _keep_train(self, name: str, s: torch.Tensor) -> None:
         if self.trains is not None:
             self.trains[name].append(s.to(torch.int8).cpu().numpy())
+
+    def spikes(self, name: str, s: torch.Tensor) -> None:
+        t = s.shape[0]
+        self._keep_train(name, s)
         if name in self.sim.graph.inputs:     # Poisson input spikes are signed
             s = s.abs()
         per_neuron = s.sum(dim=1).reshape(t, -1).to(torch.float64)   # float32 sums of 0/1: exact
@@ -325,8 +328,7 @@ class _Recorder:
     def totals(self, name: str, s: torch.Tensor, spikes: np.ndarray, events: np.ndarray) -> None:
         """Per-step totals computed by the fused kernel."""
         t = s.shape[0]
-        if self.trains is not None:
-            self.trains[name].append(s.to(torch.int8).cpu().numpy())
+        self._keep_train(name, s)
         self.spike_totals[name][self.t0:self.t0 + t] += spikes
         if name in self.sim.fanout:
             self.events[self.t0:self.t0 + t] += events
@@ -381,8 +383,6 @@ class Simulator:
             self.spiking = list(graph.inputs) + self.spiking
         self.fanout = {n: torch.as_tensor(fan_out(graph, n).reshape(-1), device=self.device)
                        for n in self.spiking if graph.nx.out_degree(n)}
-        self.fanout_flat = {n: (self.fanout[n].cpu().numpy() if n in self.fanout
-                                else np.zeros(int(np.prod(graph.shape(n))))) for n in self.spiking}
         self._kernel_constants: dict = {}
         self.neurons = sum(int(np.prod(graph.shape(n))) for n in self.order)
         self._checked: set = set()
@@ -391,16 +391,11 @@ class Simulator:
     def kernel_constants(self, name: str, node: Population) -> tuple:
         """(bias, fan-out, threshold) of a population for the fused kernel, in its memory order and dtype."""
         if name not in self._kernel_constants:
-            one = torch.as_tensor(np.array(node.bias))[None]
-            if self.integer:
-                bias = _memory_order(torch.as_tensor(np.rint(node.bias).astype(np.int64))[None], 1)[0].numpy()
-                threshold = np.int64(int(node.threshold))
-            else:
-                bias = _memory_order(one.to(self.dtype), 1)[0].numpy()
-                threshold = bias.dtype.type(node.threshold)
-            fan = _memory_order(torch.as_tensor(np.rint(self.fanout_flat[name]).astype(np.int64)).reshape(one.shape),
-                                1)[0].numpy()
-            self._kernel_constants[name] = (bias, fan, threshold)
+            bias = _memory_order(self._bias(node)[None], 1)[0].numpy()
+            fan = self.fanout[name].cpu().numpy() if name in self.fanout else np.zeros(int(np.prod(node.shape)))
+            fan = torch.as_tensor(np.rint(fan).astype(np.int64)).reshape((1,) + tuple(node.shape))
+            threshold = np.int64(int(node.threshold)) if self.integer else bias.dtype.type(node.threshold)
+            self._kernel_constants[name] = (bias, _memory_order(fan, 1)[0].numpy(), threshold)
         return self._kernel_constants[name]
 
     def fused(self, node: Population, name: str) -> bool:
@@ -478,16 +473,16 @@ class Simulator:
             return _shift(total, proj.shift + dst.input_shift - src.bits)
         return _shift(_shift(total, proj.shift), dst.input_shift)
 
+    def _bias(self, node: Population) -> torch.Tensor:
+        if self.integer:
+            return torch.as_tensor(np.rint(node.bias).astype(np.int64), device=self.device)
+        return torch.as_tensor(np.array(node.bias), dtype=self.dtype, device=self.device)
+
     def initial_state(self, node: Population, batch: int) -> dict:
         shape = (batch,) + tuple(node.shape)
         kind = dict(dtype=torch.int64 if self.integer else self.dtype, device=self.device)
-        if self.integer:
-            v0 = int(round(node.v0 * node.threshold))
-            bias = torch.as_tensor(np.rint(node.bias).astype(np.int64), device=self.device)
-        else:
-            v0 = node.v0 * node.threshold
-            bias = torch.as_tensor(np.array(node.bias), dtype=self.dtype, device=self.device)
-        state = {"v": torch.full(shape, v0, **kind), "bias": bias}
+        v0 = int(round(node.v0 * node.threshold)) if self.integer else node.v0 * node.threshold
+        state = {"v": torch.full(shape, v0, **kind), "bias": self._bias(node)}
         if node.semantics == "loihi":
             state["u"] = torch.zeros(shape, **kind)
         if node.semantics == "spinnaker":

@@ -37,7 +37,7 @@ def channel_scalable(g: Graph, name: str) -> bool:
     node = g.payload(name)
     if isinstance(node, InputSource) or node.readout == "accumulate" or node.cap is not None:
         return False
-    return all(absorbs_target_scale(proj.ops, g.shape(src)) for src, _, proj in g.projections(name))
+    return all(absorbs_target_scale(proj.ops) for _, _, proj in g.projections(name))
 
 
 def lambdas(g: Graph, method: str, granularity: str) -> dict[str, np.ndarray]:

@@ -103,19 +103,11 @@ def _weighted(chain: tuple) -> list[int]:
     return [i for i, op in enumerate(chain) if isinstance(op, (ops.Conv, ops.Gemm))]
 
 
-def absorbs_target_scale(chain: tuple, src_shape: tuple) -> bool:
-    """Whether a per-channel scale of the chain's target can be folded into the chain (no Flatten after
-    its last weighted op); weightless chains always can (they end in a per-channel Affine)."""
+def absorbs_target_scale(chain: tuple) -> bool:
+    """Whether a per-channel scale of the chain's target can be folded into the chain: not when a Flatten
+    follows its last weighted op (a per-feature scale is not per channel of the convolution's output)."""
     idx = _weighted(chain)
-    if not idx:
-        return True
-    shapes = _shapes(chain, src_shape)
-    v = np.ones(shapes[-1][0] if len(shapes[-1]) else 1, np.float64) * 2.0
-    for i in range(len(chain) - 1, idx[-1], -1):
-        v = _backward(chain[i], v, shapes[i])
-        if v is None:
-            return False
-    return True
+    return not idx or not any(isinstance(op, ops.Flatten) for op in chain[idx[-1] + 1:])
 
 
 def scale_chain(chain: tuple, src_shape: tuple, src_scale, dst_scale) -> tuple:
@@ -140,7 +132,7 @@ def scale_chain(chain: tuple, src_shape: tuple, src_scale, dst_scale) -> tuple:
     for i, op in enumerate(chain):
         s = _forward(op, s, shapes[i])
     factor = s * d
-    if np.allclose(factor, factor.flat[0], rtol=0, atol=0):
+    if np.all(factor == factor.flat[0]):
         return chain + (ops.Affine(scale=np.float32(factor.flat[0])),)
     out_shape = shapes[-1]
     return chain + (ops.Affine(scale=factor.astype(np.float32).reshape((-1,) + (1,) * (len(out_shape) - 1))),)
