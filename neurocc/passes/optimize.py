@@ -123,11 +123,7 @@ def _subplex(f: Callable, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, evalua
         log.info("subplex stopped: %s", e)
 
 
-def _no_progress(it, **_):
-    return it
-
-
-def search(base: Graph, objective: Objective, budget: int, progress: Callable = _no_progress) -> tuple[Graph, dict]:
+def search(base: Graph, objective: Objective, budget: int, progress: Callable) -> tuple[Graph, dict]:
     """Run the three phases within ``budget`` evaluations; return the best graph and a report."""
     pops = [n for n in base.topo_order()
             if isinstance(base.payload(n), Population) and base.payload(n).readout == "spike"]
