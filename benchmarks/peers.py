@@ -47,7 +47,8 @@ from common import export_onnx, train  # noqa: E402
 from ir_to_torch import to_torch  # noqa: E402
 from speed import best_seconds  # noqa: E402
 
-from neurocc.backends.reference import Simulator  # noqa: E402
+from neurocc.backends.reference.simulator import Simulator  # noqa: E402
+from neurocc.decode import predictions as decoded_predictions  # noqa: E402
 from neurocc.frontend.onnx import load_onnx  # noqa: E402
 from neurocc.options import CompileOptions  # noqa: E402
 from neurocc.pipeline import CompileContext, compile_graph  # noqa: E402
@@ -119,7 +120,7 @@ def neurocc_method(task, optimize: int):
     out = result.snn.outputs[0]
 
     def predictions(x, steps):
-        return sim.run(x, steps, batch_size=50).predictions[out]
+        return decoded_predictions(sim.run(x, steps, batch_size=50), out)
 
     def step_seconds(batch, steps):
         return best_seconds(lambda: sim.run(batch, steps, batch_size=len(batch)), 3) / steps

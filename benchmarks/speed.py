@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 from common import export_onnx, small_cnn, train  # noqa: E402
 
-from neurocc.backends.reference import Simulator  # noqa: E402
+from neurocc.backends.reference.simulator import Simulator  # noqa: E402
 from neurocc.frontend.onnx import load_onnx  # noqa: E402
 from neurocc.options import CompileOptions  # noqa: E402
 from neurocc.pipeline import CompileContext, compile_graph  # noqa: E402

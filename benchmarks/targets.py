@@ -20,11 +20,13 @@ sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from speed import digits_model  # noqa: E402
 
-from neurocc.backends.reference import Simulator  # noqa: E402
+from neurocc.backends.reference.simulator import Simulator  # noqa: E402
 from neurocc.evaluate import accuracy_over_time  # noqa: E402
 from neurocc.frontend.onnx import load_onnx  # noqa: E402
 from neurocc.ir.executor import run_ann  # noqa: E402
-from neurocc.options import TARGETS, CompileOptions  # noqa: E402
+from neurocc.backends import TARGETS  # noqa: E402
+from neurocc.decode import predictions  # noqa: E402
+from neurocc.options import CompileOptions  # noqa: E402
 from neurocc.pipeline import CompileContext, compile_graph  # noqa: E402
 from neurocc.report import table  # noqa: E402
 
@@ -38,7 +40,7 @@ def rows_for(name, path, calib, x, y, steps):
         result = compile_graph(graph, CompileContext(CompileOptions(target=target), calib_x=calib))
         ann = run_ann(result.ann, x)[result.ann.outputs[0]].argmax(1).numpy()
         trace = Simulator(result.snn).run(x, steps, batch_size=250)
-        acc = accuracy_over_time(trace.predictions[result.snn.outputs[0]], y)
+        acc = accuracy_over_time(predictions(trace, result.snn.outputs[0]), y)
         check = result.snn.meta.get("quantized_function", {}).get("agreement")
         rows.append([name, target, f"{100 * np.mean(ann == y):.2f}"] +
                     [f"{100 * acc[t - 1]:.2f}" for t in STEPS if t <= steps] +

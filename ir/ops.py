@@ -37,8 +37,30 @@ def _frozen_array(a) -> Optional[np.ndarray]:
     return arr
 
 
+def same_value(a, b) -> bool:
+    """Equality by value for payload fields: arrays by dtype, shape and contents; tuples element-wise."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.shape == b.shape and bool(np.array_equal(a, b)))
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+class ValueEquality:
+    """Payloads compare by value (``same_value`` over their dataclass fields); they hold arrays, so they are
+    not hashable."""
+
+    def __eq__(self, other):
+        if type(self) is not type(other):
+            return NotImplemented
+        return all(same_value(getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self))
+
+    __hash__ = None
+
+
 @dataclass(frozen=True, eq=False)
-class Op:
+class Op(ValueEquality):
     """Base class. ``arity`` is the number of data inputs (None: any number >= 1)."""
     arity = 1
 

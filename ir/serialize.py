@@ -1,7 +1,10 @@
 """Graph <-> (JSON-able dict, dict of numpy arrays). No pickle: arrays go to an npz, the rest to JSON.
 
-Every payload is written as {"type": class name, field: value, ...}; an array field is written as
-{"tensor": key} with the array stored under that key. Readers accept only the known classes.
+Every payload (an op, an ``InputSource``, a ``Population``, a ``Projection``, a neuron model, an input
+coding) is written as {"type": class name, field: value, ...}; an array field is written as
+{"tensor": key} with the array stored under that key, a payload-valued field as a nested payload.
+Reading is strict: only the known classes, and every field of the class present, nothing else; anything
+else is a ``ValueError`` that names the payload and the field.
 """
 from __future__ import annotations
 
@@ -9,11 +12,14 @@ import dataclasses
 
 import numpy as np
 
+from .coding import CODINGS
 from .graph import Graph
+from .neurons import MODELS
 from .ops import OP_TYPES
 from .snn import InputSource, Population, Projection
 
-PAYLOAD_TYPES = {**OP_TYPES, "InputSource": InputSource, "Population": Population}
+PAYLOAD_TYPES = {**OP_TYPES, **{cls.__name__: cls for cls in (*MODELS.values(), *CODINGS.values())},
+                 "InputSource": InputSource, "Population": Population, "Projection": Projection}
 
 
 def _tuples(v):
@@ -31,25 +37,41 @@ def _encode(obj, key: str, tensors: dict) -> dict:
             out[f.name] = {"tensor": f"{key}/{f.name}"}
         elif isinstance(v, (np.floating, np.integer)):
             out[f.name] = v.item()
+        elif dataclasses.is_dataclass(v):
+            out[f.name] = _encode(v, f"{key}/{f.name}", tensors)
+        elif isinstance(v, tuple) and v and dataclasses.is_dataclass(v[0]):
+            out[f.name] = [_encode(x, f"{key}/{f.name}/{i}", tensors) for i, x in enumerate(v)]
         else:
             out[f.name] = v
     return out
 
 
-def _decode(d: dict, tensors) -> object:
-    cls = PAYLOAD_TYPES.get(d.get("type"))
+def _value(v, tensors, where: str):
+    if isinstance(v, dict) and set(v) == {"tensor"}:
+        if v["tensor"] not in tensors:
+            raise ValueError(f"{where}: tensor {v['tensor']!r} is missing from the npz")
+        return np.asarray(tensors[v["tensor"]])
+    if isinstance(v, dict) and "type" in v:
+        return _decode(v, tensors, where)
+    if isinstance(v, list) and v and all(isinstance(x, dict) and "type" in x for x in v):
+        return tuple(_decode(x, tensors, f"{where}[{i}]") for i, x in enumerate(v))
+    return _tuples(v)
+
+
+def _decode(d: dict, tensors, where: str) -> object:
+    cls = PAYLOAD_TYPES.get(d.get("type")) if isinstance(d, dict) else None
     if cls is None:
-        raise ValueError(f"unknown payload type {d.get('type')!r}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in d:
-            continue
-        v = d[f.name]
-        if isinstance(v, dict) and "tensor" in v:
-            kwargs[f.name] = np.asarray(tensors[v["tensor"]])
-        else:
-            kwargs[f.name] = _tuples(v)
-    return cls(**kwargs)
+        raise ValueError(f"{where}: unknown payload type {d.get('type') if isinstance(d, dict) else d!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = set(d) - {"type"}
+    if given - names:
+        raise ValueError(f"{where}: {cls.__name__} has no field {sorted(given - names)[0]!r}")
+    if names - given:
+        raise ValueError(f"{where}: {cls.__name__} field {sorted(names - given)[0]!r} is missing")
+    try:
+        return cls(**{name: _value(d[name], tensors, f"{where}.{name}") for name in names})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: invalid {cls.__name__}: {e}") from None
 
 
 def to_dict(g: Graph) -> tuple[dict, dict]:
@@ -61,22 +83,19 @@ def to_dict(g: Graph) -> tuple[dict, dict]:
         if g.level == "ann":
             edges.append({"src": u, "dst": v, "port": d["port"]})
         else:
-            proj = d["proj"]
-            edges.append({"src": u, "dst": v, "delay": proj.delay, "shift": proj.shift,
-                          "ops": [_encode(op, f"e/{i}/{j}", tensors) for j, op in enumerate(proj.ops)]})
+            edges.append({"src": u, "dst": v, "proj": _encode(d["proj"], f"e/{i}", tensors)})
     doc = {"level": g.level, "inputs": list(g.inputs), "outputs": list(g.outputs), "meta": g.meta,
            "nodes": nodes, "edges": edges}
     return doc, tensors
 
 
 def from_dict(doc: dict, tensors) -> Graph:
-    g = Graph(doc["level"], doc["inputs"], doc["outputs"], doc.get("meta", {}))
+    g = Graph(doc["level"], doc["inputs"], doc["outputs"], doc["meta"])
     for n in doc["nodes"]:
-        g.add_node(n["name"], _decode(n["payload"], tensors), tuple(n["shape"]))
+        g.add_node(n["name"], _decode(n["payload"], tensors, f"node {n['name']!r}"), tuple(n["shape"]))
     for e in doc["edges"]:
         if g.level == "ann":
             g.add_edge(e["src"], e["dst"], e["port"])
         else:
-            ops = tuple(_decode(o, tensors) for o in e["ops"])
-            g.add_projection(e["src"], e["dst"], Projection(ops=ops, delay=int(e["delay"]), shift=int(e.get("shift", 0))))
+            g.add_projection(e["src"], e["dst"], _decode(e["proj"], tensors, f"projection {e['src']!r} -> {e['dst']!r}"))
     return g

@@ -20,66 +20,80 @@ the maximum accumulated input at every step.
 ``scale`` is the activation value one spike per step stands for (the lambda of the normalisation);
 the ANN-equivalent activation of a population is rate * scale.
 
-That is float mode. After the ``quantize`` pass (graph meta ``mode == "integer"``) every weight, bias,
-threshold and initial potential is an integer in the target's units and each population follows its
-target's ``semantics`` (``backends/reference/neurons.py`` states each update exactly).
+Each population's neuron model (``ir.neurons``) states its own update; the one above is ``IF``, the
+float-mode model. After the ``quantize`` pass (graph meta ``mode == "integer"``) every weight, bias,
+threshold and initial potential is an integer in the target's units and each population holds its
+chip's neuron model (``LoihiLIF``, ``SpinnakerLIF``, ``TrueNorth``, or ``IF`` in integer arithmetic).
+The input's coding (``ir.coding``) is part of the ``InputSource``.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+import torch
 
-from .ops import Op, _frozen_array
+from .coding import Analog
+from .neurons import IF, NeuronModel
+from .ops import Op, ValueEquality, _frozen_array
 
-RESET_MODES = ("subtract", "zero")
 READOUTS = ("spike", "accumulate")
 
 
 @dataclass(frozen=True, eq=False)
-class InputSource:
+class InputSource(ValueEquality):
     """Feeds the (pre-processed) model input; ``scale`` is the input magnitude one unit of current means.
 
-    In integer mode an analog input is quantised to ``bits`` fractional bits: x_q = round(x / scale * 2^bits).
+    In integer mode the input saturates at the calibration range (|x| <= scale) and is quantised to
+    ``bits`` fractional bits: an analog value is round(x / scale * 2^bits), a spike is +-2^bits.
     """
     shape: tuple
     scale: float = 1.0
     bits: int = 0
+    coding: object = Analog()           # ir.coding: Analog, Poisson
+
+    def encode(self, x: torch.Tensor, sample_ids: torch.Tensor, steps: torch.Tensor, integer: bool,
+               coding=None) -> tuple[torch.Tensor, bool]:
+        """(values (T or 1, B, ...), constant) of this input for the step indices ``steps`` (see ``ir.coding``);
+        ``coding`` overrides the compiled one. Integer mode computes in float64 and returns integers."""
+        coding = coding or self.coding
+        xs = (x.double() / self.scale).clamp(-1.0, 1.0) if integer else x / self.scale
+        values, constant = coding.encode(xs, sample_ids, steps)
+        if integer:
+            values = torch.round(values * 2.0 ** self.bits)
+        return values.to(x.dtype), constant
 
 
 @dataclass(frozen=True, eq=False)
-class Population:
-    """A population of integrate-and-fire neurons (see the module docstring for the update)."""
+class Population(ValueEquality):
+    """A population of neurons that all follow one neuron model (``ir.neurons``).
+
+    An accumulating read-out (``readout="accumulate"``) never spikes: V(t) = V(t-1) + I(t) + bias is its
+    read-out, with its model's threshold, v0 and input_shift.
+    """
     shape: tuple
-    bias: np.ndarray                    # shape == self.shape, added every step
-    threshold: float = 1.0
-    reset: str = "subtract"
-    v0: float = 0.0                     # initial potential as a fraction of the threshold
+    bias: np.ndarray                    # shape == self.shape, added every step [state units]
+    neuron: NeuronModel = IF()
     readout: str = "spike"
     scale: float = 1.0                  # activation value of one spike per step (lambda)
     cap: Optional[float] = None         # ANN clip of the activation, in units of scale (Clip max)
     source_node: Optional[str] = None   # the ANN node this population stands for
-    # integer mode (set by the quantize pass; see backends/reference/neurons.py for each semantics)
-    semantics: str = "float"            # float | nliaf | loihi | spinnaker
-    compare: str = ">="                 # spike when V >= threshold, or V > threshold
-    state_bits: int = 0                 # width of V (0: unbounded float)
-    overflow: str = "saturate"          # wrap | saturate at state_bits
-    input_shift: int = 0                # synaptic input is scaled by 2^input_shift (Loihi: 6)
-    du: int = 4095                      # Loihi current decay (4095: no memory)
-    dv: int = 0                         # Loihi voltage decay (0: no leak)
-    leak_shift: int = 0                 # SpiNNaker: exp_TC = 1 - 2^-leak_shift, R = 2^leak_shift
-    refractory: int = 0                 # steps a neuron ignores its input after a spike
 
     def __post_init__(self):
         object.__setattr__(self, "bias", _frozen_array(self.bias))
+
+    def with_neuron(self, **changes) -> "Population":
+        """The population with its neuron model's fields changed (e.g. ``v0``)."""
+        return dataclasses.replace(self, neuron=self.neuron.replace(**changes))
 
     def tensors(self) -> dict:
         return {"bias": self.bias}
 
 
 @dataclass(frozen=True, eq=False)
-class Projection:
+class Projection(ValueEquality):
     """Synapses from one source to one population: a chain of IR ops without constants, then a delay.
 
     In integer mode the chain's weights are integers and the summed input is scaled by 2^shift

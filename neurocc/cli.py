@@ -63,6 +63,7 @@ def _floats(values):
 # ----------------------------------------------------------------------------------------- compile
 def cmd_compile(args) -> int:
     from neurocc.artifact import write_artifact
+    from neurocc.backends import BACKENDS, TARGETS
     from neurocc.data import load_data
     from neurocc.frontend.onnx import load_onnx
     from neurocc.options import CompileOptions, Preprocess
@@ -78,14 +79,17 @@ def cmd_compile(args) -> int:
     opts = CompileOptions(target=args.target, normalization=normalization, percentile=args.percentile,
                           granularity=args.granularity, optimize=args.optimize,
                           optimize_steps=args.optimize_steps, optimize_samples=args.optimize_samples,
-                          optimize_weights=tuple(args.optimize_weights or ()), reset=args.reset, v0=args.v0, readout=args.readout, calib_samples=args.calib_samples,
-                          batch_size=args.batch_size, preprocess=pre)
+                          optimize_weights=tuple(args.optimize_weights or ()), reset=args.reset, v0=args.v0,
+                          readout=args.readout, coding=args.coding, coding_seed=args.seed,
+                          calib_samples=args.calib_samples, batch_size=args.batch_size, preprocess=pre)
+    target = TARGETS[opts.target]
     hw = None
     if args.hwmodel:
-        if opts.target == "reference":
-            raise NeuroccError("--hwmodel needs an integer target (generic, loihi or spinnaker)")
+        if target.hwmodel is None:
+            integer = ", ".join(name for name, t in TARGETS.items() if t.hwmodel)
+            raise NeuroccError(f"--hwmodel needs an integer target ({integer})")
         hw = load_hwmodel_file(args.hwmodel)
-        if hw.semantics != load_hwmodel(opts.target).semantics:
+        if hw.semantics != load_hwmodel(target.hwmodel).semantics:
             raise NeuroccError(f"{args.hwmodel}: semantics {hw.semantics!r} do not match target {opts.target!r}")
     t0 = time.perf_counter()
     ann, source = load_onnx(args.model)
@@ -97,15 +101,17 @@ def cmd_compile(args) -> int:
     ctx = CompileContext(options=opts, calib_x=calib_x, calib_y=calib_y, hwmodel=hw,
                          progress=_progress(args.quiet, "calibrating"), print_ir_after=tuple(args.print_ir_after))
     result = compile_graph(ann, ctx)
+    backend = BACKENDS[target.backend]
     out = write_artifact(args.output, source_name=Path(args.model).name, source_bytes=source, options=opts,
-                         passes=result.passes, ann=result.ann, snn=result.snn)
+                         passes=result.passes, ann=result.ann, snn=result.snn,
+                         emit=lambda folder: backend.emit(result.snn, folder))
     elapsed = time.perf_counter() - t0
     lossy = [r for r in result.snn.meta.get("quantization", []) if r["mass_lost"] > args.warn_mass_lost]
     for r in lossy:
         log.warning("%s <- %s loses %.2f %% of its weight mass to clipping and rounding to zero",
                     r["population"], r["source"], 100 * r["mass_lost"])
     if not args.quiet:
-        print(_population_table(result.snn))
+        print(_population_table(result.snn, backend.resources(result.snn, ctx.hwmodel)))
         if "quantization" in result.snn.meta:
             print(_quantization_table(result.snn.meta))
         if "optimization" in result.snn.meta:
@@ -148,24 +154,32 @@ def _quantization_table(meta: dict) -> str:
     return text
 
 
-def _population_table(snn) -> str:
-    from neurocc.backends.reference import fan_out
-    from neurocc.ir.snn import Population
+def _population_table(snn, res) -> str:
+    """Populations with their lambda, projections and resources (``Backend.resources``)."""
     from neurocc.report import table
 
-    rows, neurons, synapses = [], 0, 0
-    for name in snn.topo_order():
-        node = snn.payload(name)
-        n = int(np.prod(snn.shape(name)))
-        syn = int(fan_out(snn, name).sum()) if snn.nx.out_degree(name) else 0
-        neurons += n if isinstance(node, Population) else 0
-        synapses += syn
-        kind = "input" if not isinstance(node, Population) else ("readout" if node.readout == "accumulate" else "IF")
-        rows.append([name, kind, "x".join(map(str, snn.shape(name))), f"{n:,}", f"{node.scale:.4g}",
-                     snn.nx.in_degree(name), f"{syn:,}"])
-    rows.append(["total", "", "", f"{neurons:,}", "", "", f"{synapses:,}"])
-    return table(["population", "kind", "shape", "neurons", "lambda (max)", "in-proj", "synapses out"], rows,
-                 align="lllrrrr")
+    cores = res.cores is not None
+    rows = [[p.name, p.kind, "x".join(map(str, p.shape)), f"{p.neurons:,}", f"{snn.payload(p.name).scale:.4g}",
+             snn.nx.in_degree(p.name), f"{p.fan_in:,}", f"{p.synapses_out:,}"] + ([f"{p.cores:,}"] if cores else [])
+            for p in res.populations]
+    rows.append(["total", "", "", f"{res.neurons:,}", "", "", "", f"{res.synapses:,}"]
+                + ([f"{res.cores:,}"] if cores else []))
+    text = table(["population", "kind", "shape", "neurons", "lambda (max)", "in-proj", "fan-in", "synapses out"]
+                 + (["cores"] if cores else []), rows, align="lllrrrrr" + ("r" if cores else ""))
+    if cores:
+        text += f"\n{res.cores:,} cores on {res.chips:,} chip(s) (" + ", ".join(
+            f"{k} {v:,}" for k, v in res.limits.items()) + ")"
+    for line in res.over_limits:
+        text += f"\nover a limit: {line}"
+    return text
+
+
+def _artifact_resources(art):
+    from neurocc.backends import BACKENDS, TARGETS
+
+    target = TARGETS[art.manifest["target"]]
+    hw = load_hwmodel(art.snn.meta["hwmodel"]) if "hwmodel" in art.snn.meta else None
+    return BACKENDS[target.backend].resources(art.snn, hw)
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -173,7 +187,7 @@ def cmd_run(args) -> int:
     import torch
 
     from neurocc.artifact import read_artifact
-    from neurocc.backends.reference import Simulator
+    from neurocc.backends import BACKENDS, TARGETS
     from neurocc.data import load_data
     from neurocc.evaluate import summarize
     from neurocc.fileio import atomic_write
@@ -184,13 +198,16 @@ def cmd_run(args) -> int:
         raise NeuroccError(f"--limit must be at least 1, got {args.limit}")
     if args.batch_size < 1:
         raise NeuroccError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.steps < 1:
+        raise NeuroccError(f"--steps must be at least 1, got {args.steps}")
     for path in (args.plot, args.json):
         if path and not Path(path).resolve().parent.exists():
             raise NeuroccError(f"cannot write {path!r}: its folder does not exist")
     art = read_artifact(args.artifact)
     opts = art.options
+    backend = BACKENDS[args.backend or TARGETS[art.manifest["target"]].backend]
     x, y = load_data(args.data, art.snn.shape(art.snn.inputs[0]), opts.preprocess, limit=args.limit)
-    sim = Simulator(art.snn, device=args.device, coding=args.coding, seed=args.seed)
+    coding = _run_coding(art.snn, args.coding, args.seed)
 
     ann_pred = {o: [] for o in art.ann.outputs}
     for start in range(0, len(x), args.batch_size):
@@ -201,7 +218,8 @@ def cmd_run(args) -> int:
                 for snn_out, ann_out in zip(art.snn.outputs, art.ann.outputs)}
 
     t0 = time.perf_counter()
-    trace = sim.run(x, args.steps, batch_size=args.batch_size, progress=_progress(args.quiet, "simulating"))
+    trace = backend.run(art.snn, x, args.steps, batch_size=args.batch_size, device=args.device, coding=coding,
+                        progress=_progress(args.quiet, "simulating"))
     elapsed = time.perf_counter() - t0
     summary = summarize(trace, art.snn.outputs, ann_pred, y)
 
@@ -218,17 +236,30 @@ def cmd_run(args) -> int:
         ["synaptic events/sample", f"{summary.events_per_step.sum():,.0f}"],
         ["Pareto latency (eq. 4)", f"{summary.pareto_latency:.3f}"],
         ["Pareto power (eq. 5)", f"{summary.pareto_power:.4g}"],
-        ["simulation", f"{elapsed:.2f} s, {summary.samples * args.steps / elapsed:,.0f} sample-steps/s ({args.device})"],
+        ["input coding", (coding or art.snn.payload(art.snn.inputs[0]).coding).name],
+        ["simulation", f"{elapsed:.2f} s, {summary.samples * args.steps / elapsed:,.0f} sample-steps/s "
+                       f"({backend.name}, {args.device})"],
     ]))
     if y is None:
         print(f"note: ANN {ref}")
     if args.json:
-        doc = summary.to_json() | {"artifact": str(args.artifact), "data": str(args.data), "coding": args.coding,
+        doc = summary.to_json() | {"artifact": str(args.artifact), "data": str(args.data), "backend": backend.name,
+                                   "coding": (coding or art.snn.payload(art.snn.inputs[0]).coding).name,
                                    "device": args.device, "simulation_seconds": elapsed}
         atomic_write(args.json, json.dumps(doc, indent=1))
     if args.plot:
         atomic_write(args.plot, plot_run(summary, Path(args.artifact).name))
     return 0
+
+
+def _run_coding(snn, name, seed):
+    """The input coding ``run`` overrides the compiled one with (None: keep it): ``--coding``, ``--seed``."""
+    from neurocc.ir.coding import coding_named
+
+    if name is None and seed is None:
+        return None
+    compiled = snn.payload(snn.inputs[0]).coding
+    return coding_named(name or compiled.name, getattr(compiled, "seed", 0) if seed is None else seed)
 
 
 # ----------------------------------------------------------------------------------------- inspect
@@ -247,7 +278,7 @@ def cmd_inspect(args) -> int:
             ["source", f"{m['source']['name']} sha256 {m['source']['sha256'][:16]}…"],
             ["target", m["target"]], ["passes", ", ".join(m["passes"])], ["created", m["created"]],
         ] + [[f"option {k}", json.dumps(v)] for k, v in m["options"].items()], align="ll"))
-        print(_population_table(art.snn))
+        print(_population_table(art.snn, _artifact_resources(art)))
         if "quantization" in art.snn.meta:
             print(_formats_table(art.snn.meta["hwmodel"]))
             print(_quantization_table(art.snn.meta))
@@ -284,7 +315,8 @@ def _formats_table(name: str) -> str:
 
 # ------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
-    from neurocc.options import TARGETS
+    from neurocc.backends import BACKENDS, TARGETS
+    from neurocc.ir.coding import CODINGS
 
     p = _Parser(prog="neurocc", description="Compile trained neural networks (ONNX) into spiking networks.")
     p.add_argument("--version", action="version", version=f"neurocc {__version__}")
@@ -296,9 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=COMPILE_EXAMPLE, formatter_class=fmt)
     c.add_argument("model", help="the ONNX file")
     c.add_argument("-o", "--output", required=True, help="artifact folder to write (replaced if it is an artifact)")
-    c.add_argument("--target", default="reference", choices=TARGETS,
-                   help="reference (float), or an integer target: generic (ideal NL-IAF), loihi, spinnaker "
-                        "(default: reference)")
+    c.add_argument("--target", default="reference", choices=TARGETS, metavar="TARGET",
+                   help="; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()) + " (default: reference)")
     c.add_argument("--hwmodel", metavar="FILE.toml", help="a custom hardware model for the target (default: the shipped one)")
     c.add_argument("--warn-mass-lost", type=float, default=0.01,
                    help="warn when quantisation loses more than this fraction of a projection's weight mass (0.01)")
@@ -324,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--v0", type=float, default=0.5, help="initial membrane potential, fraction of threshold (default 0.5)")
     c.add_argument("--readout", choices=("accumulate", "spike"), default="accumulate",
                    help="output layer: accumulated membrane potential (default) or spike count")
+    c.add_argument("--coding", choices=CODINGS, default="analog",
+                   help="input coding compiled into the network: constant current (analog, default) or Poisson "
+                        "rate spikes; run can override it")
+    c.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding (default 0)")
     c.add_argument("--input-scale", type=float, default=1.0, help="multiply raw data by this first (e.g. 1/255)")
     c.add_argument("--mean", type=float, nargs="+", help="per-channel mean subtracted after --input-scale")
     c.add_argument("--std", type=float, nargs="+", help="per-channel std divided by after --mean")
@@ -339,11 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data", required=True, help="data (.npz with x and optional y)")
     r.add_argument("--steps", type=int, default=100, help="time steps to simulate (default 100)")
     r.add_argument("--batch-size", type=int, default=64, help="samples simulated together (default 64)")
+    r.add_argument("--backend", choices=BACKENDS, metavar="BACKEND",
+                   help="; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
+                        + " (default: the one the artifact's target names)")
     r.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device (default cpu)")
     r.add_argument("--limit", type=int, help="use only the first N samples")
-    r.add_argument("--coding", default="analog", choices=("analog", "poisson"),
-                   help="input coding: constant current (default) or Poisson rate spikes")
-    r.add_argument("--seed", type=int, default=0, help="seed of the Poisson input (default 0)")
+    r.add_argument("--coding", choices=CODINGS,
+                   help="override the compiled input coding: analog (constant current) or poisson (rate spikes)")
+    r.add_argument("--seed", type=int, help="override the seed of the Poisson input coding")
     r.add_argument("--report-steps", type=int, nargs="+", help="steps to show in the table (default 1,2,5,10,...)")
     r.add_argument("--plot", help="write a PNG of accuracy and synaptic events over time")
     r.add_argument("--json", help="write the results as JSON")

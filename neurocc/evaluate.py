@@ -1,4 +1,4 @@
-"""Metrics from a simulation trace: accuracy over time and the Pareto metrics.
+"""Metrics from a run's trace, the same for every backend: accuracy over time and the Pareto metrics.
 
 Pareto latency and power (anytime-perception eq. 4-5), with a_ANN in place of a_max for converted SNNs:
 
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neurocc.backends.reference import Trace
+from neurocc.backends.trace import Trace
+from neurocc.decode import predictions
 
 
 def accuracy_over_time(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -40,6 +41,8 @@ class RunSummary:
     spikes_per_step: np.ndarray          # per sample, summed over populations
     events_per_step: np.ndarray          # per sample
     spikes_per_population: dict          # name -> total per sample over all steps
+    spikes_per_population_per_step: dict     # name -> (steps,) per sample
+    events_per_population_per_step: dict     # name -> (steps,) per sample
 
     @property
     def pareto_latency(self) -> float:
@@ -58,9 +61,17 @@ class RunSummary:
             "spikes_per_step": self.spikes_per_step.tolist(),
             "synaptic_events_per_step": self.events_per_step.tolist(),
             "spikes_per_population": self.spikes_per_population,
+            "spikes_per_population_per_step": {k: v.tolist() for k, v in self.spikes_per_population_per_step.items()},
+            "synaptic_events_per_population_per_step": {k: v.tolist()
+                                                        for k, v in self.events_per_population_per_step.items()},
             "pareto_latency": self.pareto_latency, "pareto_power": self.pareto_power,
             "counts": "mean per sample",
         }
+
+
+def per_step_means(counts: dict, samples: int) -> dict:
+    """name -> (steps,) mean per sample of (steps, samples) integer counts."""
+    return {k: v.sum(axis=1) / samples for k, v in counts.items()}
 
 
 def summarize(trace: Trace, outputs: tuple, ann_predictions: dict, labels) -> RunSummary:
@@ -69,13 +80,17 @@ def summarize(trace: Trace, outputs: tuple, ann_predictions: dict, labels) -> Ru
     per_output = {}
     for out in outputs:
         truth = labels if labels is not None else ann_predictions[out]
-        per_output[out] = accuracy_over_time(trace.predictions[out], truth)
+        per_output[out] = accuracy_over_time(predictions(trace, out), truth)
     first = outputs[0]
     truth = labels if labels is not None else ann_predictions[first]
     ann_acc = float(np.mean(ann_predictions[first] == truth))
     n = trace.samples
-    spikes = sum(trace.spikes.values()) / n if trace.spikes else np.zeros(trace.steps)
+
+    def total_per_step(counts: dict) -> np.ndarray:        # integer sums first: exact, then one division
+        return sum((v.sum(axis=1) for v in counts.values()), np.zeros(trace.steps, np.int64)) / n
     return RunSummary(steps=trace.steps, samples=n, accuracy=per_output[first], accuracy_per_output=per_output,
-                      ann_accuracy=ann_acc, reference=reference, spikes_per_step=np.asarray(spikes, float),
-                      events_per_step=trace.synaptic_events / n,
-                      spikes_per_population={k: float(v.sum() / n) for k, v in trace.spikes.items()})
+                      ann_accuracy=ann_acc, reference=reference, spikes_per_step=total_per_step(trace.spikes),
+                      events_per_step=total_per_step(trace.events),
+                      spikes_per_population={k: float(v.sum() / n) for k, v in trace.spikes.items()},
+                      spikes_per_population_per_step=per_step_means(trace.spikes, n),
+                      events_per_population_per_step=per_step_means(trace.events, n))

@@ -6,11 +6,12 @@ from typing import Optional
 
 import numpy as np
 
+from neurocc.backends import TARGETS
 from neurocc.errors import NeuroccError
+from neurocc.ir.coding import CODINGS
 
 NORMALIZATIONS = ("percentile", "max", "model")
 GRANULARITIES = ("channel", "layer")
-TARGETS = ("reference", "generic", "loihi", "spinnaker", "truenorth")
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,15 @@ class CompileOptions:
     reset: Optional[str] = None         # subtract | zero; None: the target's (subtract in float mode)
     v0: float = 0.5                     # initial membrane potential, fraction of the threshold
     readout: str = "accumulate"         # accumulate (membrane potential) | spike (spike count)
+    coding: str = "analog"              # input coding compiled into the network (ir.coding); run may override
+    coding_seed: int = 0                # seed of the Poisson coding
     calib_samples: int = 1000
     optimize: int = 0                   # evaluations of L_SNN for the rate/V0 search (0: no search)
     optimize_steps: int = 64            # steps simulated per evaluation
     optimize_samples: int = 256         # calibration samples simulated per evaluation
     optimize_weights: tuple = ()        # (lambda_e, lambda_l, lambda_p) of eq. 11; () = (1, 1/steps, 0)
     batch_size: int = 128
-    seed: int = 0
+    seed: int = 0                       # calibration subsampling
     preprocess: Preprocess = field(default_factory=Preprocess)
 
     def __post_init__(self):
@@ -67,6 +70,8 @@ class CompileOptions:
             raise NeuroccError(f"--reset must be subtract or zero, got {self.reset!r}")
         if self.readout not in ("accumulate", "spike"):
             raise NeuroccError(f"--readout must be accumulate or spike, got {self.readout!r}")
+        if self.coding not in CODINGS:
+            raise NeuroccError(f"--coding must be one of {', '.join(CODINGS)}, got {self.coding!r}")
         if self.optimize < 0 or self.optimize_steps < 1 or self.optimize_samples < 1:
             raise NeuroccError("--optimize, --optimize-steps and --optimize-samples must be positive")
         if self.optimize_weights and (len(self.optimize_weights) != 3 or min(self.optimize_weights) < 0):

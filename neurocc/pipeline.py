@@ -2,8 +2,9 @@
 
     ANN: canonicalize -> fold_batchnorm -> calibrate -> lower_to_snn -> SNN: normalize [-> optimize] [-> quantize]
 
-``reference`` stays in float; the integer targets quantise for their hardware model (hwmodels/).
-``optimize`` runs with ``--optimize``; it judges each candidate after the passes that follow it.
+The SNN passes of each target are named by its entry in ``neurocc.backends.TARGETS``: ``reference``
+stays in float; the integer targets quantise for their hardware model (hwmodels/). ``optimize`` runs
+with ``--optimize``, right after ``normalize``; it judges each candidate after the passes that follow it.
 
 Every pass is followed by ``verify``. A pass that fails with a user error (``NeuroccError``) passes it
 on; any other failure is reported with the passes that already ran.
@@ -17,6 +18,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from neurocc.backends import TARGETS
 from neurocc.errors import NeuroccError
 from neurocc.hwmodels import load_hwmodel
 from neurocc.ir import Graph, VerificationError, verify
@@ -39,18 +41,18 @@ ANN_PASSES = (
     Pass("calibrate", calibrate, "ann", "ann"),
 )
 LOWERING = Pass("lower_to_snn", lower_to_snn, "ann", "snn")
-_NORMALIZE = Pass("normalize", normalize, "snn", "snn")
 _OPTIMIZE = Pass("optimize", optimize, "snn", "snn")
-_QUANTIZE = Pass("quantize", quantize, "snn", "snn")
-SNN_PASSES = {
-    "reference": (_NORMALIZE,),
-    "generic": (_NORMALIZE, _QUANTIZE),
-    "loihi": (_NORMALIZE, _QUANTIZE),
-    "spinnaker": (_NORMALIZE, _QUANTIZE),
-    "truenorth": (_NORMALIZE, _QUANTIZE),
-}
-ALL_PASS_NAMES = tuple(p.name for p in ANN_PASSES) + (LOWERING.name,) + tuple(
-    dict.fromkeys(p.name for ps in SNN_PASSES.values() for p in ps)) + (_OPTIMIZE.name,)
+SNN_PASSES = {p.name: p for p in (
+    Pass("normalize", normalize, "snn", "snn"),
+    _OPTIMIZE,
+    Pass("quantize", quantize, "snn", "snn"),
+)}
+ALL_PASS_NAMES = tuple(p.name for p in ANN_PASSES) + (LOWERING.name,) + tuple(SNN_PASSES)
+
+
+def target_passes(target: str) -> tuple:
+    """The SNN-level passes of ``target`` in order (``TARGETS[target].passes``)."""
+    return tuple(SNN_PASSES[name] for name in TARGETS[target].passes)
 
 
 def _identity(it, **_):
@@ -94,6 +96,9 @@ def run_passes(graph: Graph, passes, ctx: CompileContext, done: list) -> Graph:
             raise PassFailure(f"the graph after pass {p.name} is invalid: {e} (passes run: {done})") from e
         except Exception as e:
             raise PassFailure(f"pass {p.name} failed: {e} (passes run before it: {done})") from e
+        if out.level != p.level_out:
+            raise PassFailure(f"pass {p.name} returned a {out.level} graph, not {p.level_out} "
+                              f"(passes run before it: {done})")
         done.append(p.name)
         log.info("%s: %s", p.name, out.summary())
         if p.name in ctx.print_ir_after or "all" in ctx.print_ir_after:
@@ -105,12 +110,13 @@ def run_passes(graph: Graph, passes, ctx: CompileContext, done: list) -> Graph:
 def compile_graph(ann: Graph, ctx: CompileContext) -> CompileResult:
     """Run the target's pipeline on an imported ANN graph."""
     verify(ann)
-    if ctx.options.target != "reference" and ctx.hwmodel is None:
-        ctx.hwmodel = load_hwmodel(ctx.options.target)
+    hwmodel = TARGETS[ctx.options.target].hwmodel
+    if hwmodel is not None and ctx.hwmodel is None:
+        ctx.hwmodel = load_hwmodel(hwmodel)
     done: list = []
     ann = run_passes(ann, ANN_PASSES, ctx, done)
     snn = run_passes(ann, (LOWERING,), ctx, done)
-    passes = SNN_PASSES[ctx.options.target]
+    passes = target_passes(ctx.options.target)
     if ctx.options.optimize:
         rest = passes[1:]
         quiet = dataclasses.replace(ctx, calib_x=None, calib_y=None, progress=_identity, print_ir_after=())

@@ -38,15 +38,19 @@ def run_ort(path, x: np.ndarray) -> list[np.ndarray]:
 
 
 def assert_same_trace(a, b) -> None:
-    """Two simulation traces record identical predictions, read-outs, spikes and synaptic events."""
-    for k in a.predictions:
-        assert np.array_equal(a.predictions[k], b.predictions[k])
-        assert np.array_equal(a.final_readout[k], b.final_readout[k])
-    for k in a.spikes:
-        assert np.array_equal(a.spikes[k], b.spikes[k])
-    for k in a.spike_trains:
-        assert np.array_equal(a.spike_trains[k], b.spike_trains[k])
-    assert np.array_equal(a.synaptic_events, b.synaptic_events)
+    """Two traces record identical read-outs (potentials and counts, same dtype), and identical spikes,
+    synaptic events and spike trains per population, sample and step."""
+    assert (a.steps, a.samples) == (b.steps, b.samples)
+    assert a.readouts.keys() == b.readouts.keys() and a.spikes.keys() == b.spikes.keys()
+    assert a.events.keys() == b.events.keys() and a.spike_trains.keys() == b.spike_trains.keys()
+    for k, r in a.readouts.items():
+        assert r.potential.dtype == b.readouts[k].potential.dtype
+        assert np.array_equal(r.potential, b.readouts[k].potential)
+        assert (r.count is None) == (b.readouts[k].count is None)
+        assert r.count is None or np.array_equal(r.count, b.readouts[k].count)
+    for key in ("spikes", "events", "spike_trains"):
+        for k, v in getattr(a, key).items():
+            assert np.array_equal(v, getattr(b, key)[k]), f"{key}[{k!r}] differs"
 
 
 def rand(*shape, seed=0) -> np.ndarray:

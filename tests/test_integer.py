@@ -10,14 +10,17 @@ import torch
 from onnx import helper
 
 from conftest import assert_same_trace, make_model, save
-from neurocc.backends.reference import Simulator
+from neurocc.backends.reference.simulator import Simulator
 from neurocc.cli import main
+from neurocc.decode import predictions
 from neurocc.errors import NeuroccError
 from neurocc.evaluate import accuracy_over_time
 from neurocc.frontend.onnx import load_onnx
 from neurocc.hwmodels import HwModelError, available_hwmodels, load_hwmodel, load_hwmodel_file
 from neurocc.ir import Graph, ops, verify
+from neurocc.ir.coding import Poisson
 from neurocc.ir.executor import run_rate
+from neurocc.ir.neurons import IF, LoihiLIF, SpinnakerLIF, TrueNorth
 from neurocc.ir.snn import InputSource, Population, Projection
 from neurocc.options import CompileOptions
 from neurocc.passes.quantize import dequantize, integer_chain
@@ -106,10 +109,14 @@ def test_quantize_keeps_the_ann_function_within_what_it_reports(compiled, digits
         node = snn.payload(name)
         if isinstance(node, InputSource):
             continue
-        assert node.threshold == int(node.threshold) and node.threshold < 2 ** (hw.neuron.state_bits - 1)
+        theta = node.neuron.threshold
+        assert theta == int(theta) and theta < 2 ** (hw.neuron.state_bits - 1)
         for src, _, proj in snn.projections(name):
             (w_int,) = [op.weight for op in proj.ops if isinstance(op, (ops.Conv, ops.Gemm))]
-            largest = 3 * 127 if hw.weights.levels_per_channel else 2 ** hw.weights.magnitude_bits
+            if hw.weights.levels_per_channel:    # k * B with |k| <= levels // 2, and axon type A = 2B in the weight bits
+                largest = hw.weights.levels_per_channel // 2 * ((2 ** hw.weights.magnitude_bits - 1) // 2)
+            else:                                # a sign and magnitude_bits (Loihi's mixed sign reaches -2^bits)
+                largest = 2 ** hw.weights.magnitude_bits
             assert np.all(w_int == np.rint(w_int)) and np.abs(w_int).max() <= largest
             (w_deq,) = [op.weight for op in next(p for s, _, p in deq.projections(name) if s == src).ops
                         if isinstance(op, (ops.Conv, ops.Gemm))]
@@ -120,10 +127,10 @@ def test_quantize_keeps_the_ann_function_within_what_it_reports(compiled, digits
                 for channel in w_int.reshape(w_int.shape[0], -1):
                     magnitudes = np.abs(channel[channel != 0])
                     top = magnitudes.max(initial=0)
-                    bases = [top / k for k in (1, 2, 3) if top % k == 0 and top / k <= 127]
+                    bases = [top / k for k in (1, 2, 3) if top % k == 0 and top / k <= largest // 3]
                     assert top == 0 or any(np.all(magnitudes % b == 0) and top <= 3 * b for b in bases)
             else:
-                lsb = 2.0 ** (proj.shift + node.input_shift) / node.threshold
+                lsb = 2.0 ** (proj.shift + node.neuron.input_shift) / theta
                 step = 2 * lsb if hw.weights.mixed_sign_drops_lsb and w_ref.min() < 0 < w_ref.max() else lsb
                 assert np.abs(w_deq - w_ref).max() <= step / 2 * (1 + 1e-5)    # rounding only, nothing clipped
             rel = np.linalg.norm(w_deq - w_ref) / np.linalg.norm(w_ref)
@@ -132,12 +139,18 @@ def test_quantize_keeps_the_ann_function_within_what_it_reports(compiled, digits
     out = ref.outputs[0]
     f, q = run_rate(ref, x)[out], run_rate(deq, x)[out]
     # on held-out data the quantised function agrees with the float one about as well as reported on the
-    # calibration data; free-integer formats lose nothing measurable, TrueNorth's 7 levels a few percent
+    # calibration data, and above a floor per weight format
     reported = snn.meta["quantized_function"]["agreement"]
     measured = float((f.argmax(1) == q.argmax(1)).float().mean())
     assert measured >= reported - 0.03
-    if not hw.weights.levels_per_channel:
-        assert measured >= 0.99 and reported >= 0.99
+    assert min(measured, reported) >= AGREEMENT_FLOOR[target]
+
+
+# Free integer weights (8 to 16 bits) round with ~1 % relative error and change no prediction measurably (the
+# README's table: 100 %). TrueNorth's 7 levels per output channel cost 15-30 % relative weight error; the README
+# measures 99.8 % (digits CNN) and 98.7 % (mnist-8) agreement, so 0.95 allows for another training seed while a
+# broken codebook (a wrong base or sign, levels clipped) falls far below it.
+AGREEMENT_FLOOR = {"generic": 0.99, "loihi": 0.99, "spinnaker": 0.99, "truenorth": 0.95}
 
 
 @pytest.mark.parametrize("target", ["generic", "loihi", "spinnaker", "truenorth"])
@@ -146,44 +159,43 @@ def test_integer_simulation_is_identical_across_batches_blocks_and_runs(compiled
     snn = compiled[target].snn
     x = digits[2][:64]
     steps = 24
-    sim = Simulator(snn, coding=coding, seed=5, record_trains=True)
+    coding = Poisson(seed=5) if coding == "poisson" else None
+    sim = Simulator(snn, coding=coding, record_trains=True)
     ref = sim.run(x, steps, batch_size=64, block=steps)
     runs = [sim.run(x, steps, batch_size=1, block=steps), sim.run(x, steps, batch_size=7, block=steps // 3),
             sim.run(x, steps, batch_size=64, block=math.ceil(steps / 3)), sim.run(x, steps, batch_size=64, block=1),
-            Simulator(snn, coding=coding, seed=5, record_trains=True).run(x, steps, batch_size=64)]
+            Simulator(snn, coding=coding, record_trains=True).run(x, steps, batch_size=64)]
     for t in runs:
         assert_same_trace(t, ref)
-    assert ref.final_readout[snn.outputs[0]].dtype == np.int64
+    assert ref.readouts[snn.outputs[0]].potential.dtype == np.int64
 
 
 # generic keeps the NL-IAF dynamics; loihi resets to zero and delays each layer by a step; spinnaker also
 # has a refractory step, which halves the largest firing rate (its loss is the target's, not quantisation's)
-# truenorth keeps NL-IAF dynamics but has 7 weight levels per channel
+# truenorth keeps NL-IAF dynamics but has 7 weight levels per channel. A Poisson input spike carries the full
+# input scale in every target's units, so Poisson coding converges as in float mode.
 @pytest.mark.parametrize("target, tolerance", [("generic", 0.01), ("loihi", 0.03), ("spinnaker", 0.12),
                                                ("truenorth", 0.05)])
-def test_integer_accuracy_follows_float(compiled, digits, target, tolerance):
+@pytest.mark.parametrize("coding", ["analog", "poisson"])
+def test_integer_accuracy_follows_float(compiled, digits, target, tolerance, coding):
     _, _, xte, yte = digits
     acc = {}
     for t in ("reference", target):
         snn = compiled[t].snn
-        trace = Simulator(snn).run(xte, 100, batch_size=150)
-        acc[t] = accuracy_over_time(trace.predictions[snn.outputs[0]], yte)[-1]
+        trace = Simulator(snn, coding=Poisson(seed=2) if coding == "poisson" else None).run(xte, 100, batch_size=150)
+        acc[t] = accuracy_over_time(predictions(trace, snn.outputs[0]), yte)[-1]
     assert acc[target] >= acc["reference"] - tolerance
 
 
 # ----------------------------------------------------------- hand-worked examples per target semantics
 
 
-def _three_neurons(semantics: str, **neuron) -> Graph:
+def _three_neurons(neuron_a, neuron_b) -> Graph:
     """input (2 values) -> A (2 neurons, diagonal weights) -> B (1 neuron, mixed weights, shift -1)."""
     g = Graph("snn", inputs=["x"], outputs=["B"], meta={"mode": "integer"})
     g.add_node("x", InputSource(shape=(2,), scale=1.0, bits=0), (2,))
-    a = Population(shape=(2,), bias=np.array([3.0, -2.0]), threshold=neuron["theta_a"], semantics=semantics,
-                   **neuron["common"])
-    b = Population(shape=(1,), bias=np.array([-5.0]), threshold=neuron["theta_b"], semantics=semantics,
-                   du=neuron.get("du_b", 4095), dv=neuron.get("dv_b", 0), **neuron["common"])
-    g.add_node("A", a, (2,))
-    g.add_node("B", b, (1,))
+    g.add_node("A", Population(shape=(2,), bias=np.array([3.0, -2.0]), neuron=neuron_a), (2,))
+    g.add_node("B", Population(shape=(1,), bias=np.array([-5.0]), neuron=neuron_b), (1,))
     g.add_projection("x", "A", Projection(ops=(ops.Gemm(weight=[[37.0, 0.0], [0.0, 23.0]]),)))
     g.add_projection("A", "B", Projection(ops=(ops.Gemm(weight=[[-90.0, 254.0]]),), delay=1, shift=-1))
     verify(g)
@@ -225,8 +237,8 @@ def _lava_reference(steps: int, x, w_in, w_ab, bias_a, bias_b, vth_a, vth_b, du_
 
 def test_loihi_three_neurons_match_lava_equations_step_by_step():
     vth_a, vth_b, du_b, dv_b = 20, 9, 1000, 300
-    g = _three_neurons("loihi", theta_a=vth_a * 64, theta_b=vth_b * 64, du_b=du_b, dv_b=dv_b,
-                       common=dict(compare=">", state_bits=24, input_shift=6, reset="zero"))
+    g = _three_neurons(LoihiLIF(threshold=vth_a * 64, input_shift=6),
+                       LoihiLIF(threshold=vth_b * 64, input_shift=6, du=du_b, dv=dv_b))
     trace = Simulator(g, record_trains=True).run(np.array([[1.0, 1.0]], np.float32), 60, block=7)
     got = np.concatenate([trace.spike_trains["A"][:, 0], trace.spike_trains["B"][:, 0]], axis=1)
     expected = _lava_reference(60, [1, 1], [[37, 0], [0, 23]], [-90, 254], [3, -2], -5, vth_a, vth_b, du_b, dv_b)
@@ -253,11 +265,10 @@ def _nliaf_reference(steps, x, w_in, w_ab, bias_a, bias_b, theta_a, theta_b, bit
     return np.array(trains)
 
 
-@pytest.mark.parametrize("semantics, bits", [("nliaf", 12), ("truenorth", 20)])
-def test_nliaf_and_truenorth_three_neurons_match_the_equations_step_by_step(semantics, bits):
+@pytest.mark.parametrize("model, bits", [(IF, 12), (TrueNorth, 20)])
+def test_nliaf_and_truenorth_three_neurons_match_the_equations_step_by_step(model, bits):
     """TrueNorth (NeMo tn_neuron.c, linear reset gamma = 1, leak as constant input) is the integer NL-IAF."""
-    g = _three_neurons(semantics, theta_a=100, theta_b=60,
-                       common=dict(compare=">=", state_bits=bits, input_shift=0, reset="subtract"))
+    g = _three_neurons(model(threshold=100, state_bits=bits), model(threshold=60, state_bits=bits))
     trace = Simulator(g, record_trains=True).run(np.array([[1.0, 1.0]], np.float32), 60, block=11)
     got = np.concatenate([trace.spike_trains["A"][:, 0], trace.spike_trains["B"][:, 0]], axis=1)
     expected = _nliaf_reference(60, [1, 1], [[37, 0], [0, 23]], [-90, 254], [3, -2], -5, 100, 60, bits)
@@ -272,7 +283,7 @@ def test_sums_beyond_float64_precision_take_the_exact_split_path():
     w = rng.integers(-(2 ** 23) + 1, 2 ** 23, (1, n)).astype(np.float64)
     g = Graph("snn", inputs=["x"], outputs=["y"], meta={"mode": "integer"})
     g.add_node("x", InputSource(shape=(n,), scale=1.0, bits=24), (n,))
-    g.add_node("y", Population(shape=(1,), bias=np.zeros(1), readout="accumulate", semantics="nliaf"), (1,))
+    g.add_node("y", Population(shape=(1,), bias=np.zeros(1), readout="accumulate"), (1,))
     g.add_projection("x", "y", Projection(ops=(ops.Gemm(weight=w),), shift=0))
     sim = Simulator(g)
     assert len(sim.exact_parts[("x", "y", 0)]) > 1
@@ -280,7 +291,7 @@ def test_sums_beyond_float64_precision_take_the_exact_split_path():
     trace = sim.run(x, 1)
     exact = (int(torch.tensor(w, dtype=torch.int64).sum()) << 24) >> 24
     assert float(np.abs(w).sum()) * 2 ** 24 > 2 ** 53          # float64 alone could not have been exact
-    assert trace.final_readout["y"][0, 0] == exact
+    assert trace.readouts["y"].potential[-1, 0, 0] == exact
 
 
 def test_cli_compile_for_loihi_reports_and_runs(digits, digits_onnx, tmp_path, capsys):
@@ -310,9 +321,7 @@ def test_mnist8_with_max_pool_gates_quantizes_and_runs_bit_exactly():
     x = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
     result = compile_graph(load_onnx(MNIST8)[0], CompileContext(CompileOptions(target="loihi"), calib_x=x))
     sim = Simulator(result.snn)
-    a, b = sim.run(x, 12, batch_size=8), sim.run(x, 12, batch_size=3, block=5)
-    out = result.snn.outputs[0]
-    assert np.array_equal(a.final_readout[out], b.final_readout[out])
+    assert_same_trace(sim.run(x, 12, batch_size=8), sim.run(x, 12, batch_size=3, block=5))
 
 
 def _spinnaker_reference(steps, x, w_in, w_ab, bias_a, bias_b, theta_a, theta_b, k, refractory):
@@ -349,9 +358,8 @@ def _spinnaker_reference(steps, x, w_in, w_ab, bias_a, bias_b, theta_a, theta_b,
 
 
 def test_spinnaker_three_neurons_match_spynnaker_equations_step_by_step():
-    g = _three_neurons("spinnaker", theta_a=100, theta_b=30,
-                       common=dict(compare=">=", state_bits=32, input_shift=0, reset="zero", leak_shift=3,
-                                   refractory=1))
+    g = _three_neurons(SpinnakerLIF(threshold=100, leak_shift=3, refractory=1),
+                       SpinnakerLIF(threshold=30, leak_shift=3, refractory=1))
     trace = Simulator(g, record_trains=True).run(np.array([[1.0, 1.0]], np.float32), 60, block=13)
     got = np.concatenate([trace.spike_trains["A"][:, 0], trace.spike_trains["B"][:, 0]], axis=1)
     expected = _spinnaker_reference(60, [1, 1], [[37, 0], [0, 23]], [-90, 254], [3, -2], -5, 100, 30, 3, 1)
@@ -373,7 +381,7 @@ def test_integer_simulation_is_identical_on_cuda(compiled, digits, target):
 def test_channel_scaled_shortcuts_become_integer_depthwise_synapses(target, tmp_path):
     """Channel-level normalisation turns an identity shortcut into one weight per channel; integer targets
     carry it as a depthwise 1x1 convolution and still simulate bit-exactly."""
-    from test_frontend import torch_models
+    from models import torch_models
     model = torch_models()["resnet_block_bn"]
     rng = np.random.default_rng(0)
     calib = rng.random((64, 3, 12, 12), dtype=np.float32)

@@ -19,7 +19,7 @@ from neurocc.passes.calibrate import calibrate
 from neurocc.passes.canonicalize import canonicalize
 from neurocc.passes.fold_batchnorm import fold_batchnorm
 from neurocc.pipeline import CompileContext, compile_graph
-from test_frontend import torch_models
+from models import torch_models
 
 TOL = 1e-4
 

@@ -7,17 +7,20 @@ import pytest
 import torch
 
 from conftest import assert_same_trace
-from neurocc.backends.reference import Simulator, fan_out
-from neurocc.backends.reference.simulator import poisson_spikes
+from neurocc.backends.reference.simulator import Simulator
+from neurocc.decode import predictions
 from neurocc.ir import Graph, ops, verify
+from neurocc.ir.coding import Poisson, poisson_spikes
+from neurocc.ir.neurons import IF
 from neurocc.ir.snn import InputSource, Population, Projection
+from neurocc.ir.synapses import fan_out
 
 
 def one_neuron(current: float, reset="subtract", v0=0.0, delay=0) -> Graph:
     """input (1 value) --w=1--> one IF neuron --w=1--> accumulator."""
     g = Graph("snn", inputs=["x"], outputs=["out"])
     g.add_node("x", InputSource(shape=(1,)), (1,))
-    g.add_node("n", Population(shape=(1,), bias=np.zeros(1), reset=reset, v0=v0), (1,))
+    g.add_node("n", Population(shape=(1,), bias=np.zeros(1), neuron=IF(reset=reset, v0=v0)), (1,))
     g.add_node("out", Population(shape=(1,), bias=np.zeros(1), readout="accumulate"), (1,))
     g.add_projection("x", "n", Projection(ops=(ops.Gemm(weight=[[1.0]]),)))
     g.add_projection("n", "out", Projection(ops=(ops.Gemm(weight=[[1.0]]),), delay=delay))
@@ -28,7 +31,7 @@ def one_neuron(current: float, reset="subtract", v0=0.0, delay=0) -> Graph:
 def spike_steps(g: Graph, x: float, steps: int, name="n", **kw) -> list[int]:
     """1-based steps at which population ``name`` spiked, recovered from the trace's per-step counts."""
     trace = Simulator(g, **kw).run(np.array([[x]], np.float32), steps)
-    return [t + 1 for t, c in enumerate(trace.spikes[name]) if c]
+    return [t + 1 for t, c in enumerate(trace.spikes[name][:, 0]) if c]
 
 
 @pytest.mark.parametrize("current, reset, v0, expected", [
@@ -45,15 +48,16 @@ def test_if_neuron_hand_worked(current, reset, v0, expected):
     assert spike_steps(one_neuron(current, reset, v0), current, 12) == expected
 
 
-def test_accumulator_readout_and_delay():
-    g = one_neuron(0.25, delay=2)
+@pytest.mark.parametrize("delay", [0, 1, 2, 3, 4])
+def test_accumulator_readout_and_delay(delay):
+    """Spikes at steps 4, 8, 12 reach the accumulator ``delay`` steps later: its potential after step t counts
+    the spikes sent at or before t - delay, at every step and for any blocking of time."""
+    g = one_neuron(0.25, delay=delay)
     sim = Simulator(g)
-    trace = sim.run(np.array([[0.25]], np.float32), 12)
-    # spikes at 4, 8, 12 arrive at 6, 10: the accumulator holds 0 until step 6, 1 until 10, then 2
-    assert trace.final_readout["out"][0, 0] == 2.0
-    for block in (1, 3, 5):
-        t2 = sim.run(np.array([[0.25]], np.float32), 12, block=block)
-        assert t2.final_readout["out"][0, 0] == 2.0
+    expected = [sum(1 for s in (4, 8, 12) if s + delay <= t) for t in range(1, 13)]
+    for block in (None, 1, 3, 5):
+        trace = sim.run(np.array([[0.25]], np.float32), 12, block=block)
+        assert trace.readouts["out"].potential[:, 0, 0].tolist() == expected
 
 
 def gate_graph() -> Graph:
@@ -75,10 +79,9 @@ def test_maxpool_gate_passes_the_running_maximum():
     steps = 16
     trace = Simulator(g).run(rates, steps, block=5)
     counts = np.floor(np.arange(1, steps + 1)[:, None] * rates.reshape(1, -1) + 1e-9)   # exact IF counts, V0 = 0
-    expected_out = counts.max(axis=1)
-    # the accumulator's final value is the number of gated spikes; per-step spike totals of n are counts' sums
-    assert trace.final_readout["out"][0, 0] == expected_out[-1]
-    assert np.array_equal(np.cumsum(trace.spikes["n"]), counts.sum(axis=1))
+    # the accumulator holds the number of gated spikes: the window's largest spike count, after every step
+    assert np.array_equal(trace.readouts["out"].potential[:, 0, 0], counts.max(axis=1))
+    assert np.array_equal(np.cumsum(trace.spikes["n"][:, 0]), counts.sum(axis=1))
 
 
 def test_results_do_not_depend_on_blocking_or_batching():
@@ -87,8 +90,8 @@ def test_results_do_not_depend_on_blocking_or_batching():
     g = Graph("snn", inputs=["x"], outputs=["out"])
     g.add_node("x", InputSource(shape=(2, 4, 4)), (2, 4, 4))
     w = rng.integers(-8, 9, (3, 2, 3, 3)) / 16
-    g.add_node("a", Population(shape=(3, 4, 4), bias=rng.integers(-2, 3, (3, 4, 4)) / 32, v0=0.5), (3, 4, 4))
-    g.add_node("b", Population(shape=(3, 2, 2), bias=np.zeros((3, 2, 2)), reset="zero"), (3, 2, 2))
+    g.add_node("a", Population(shape=(3, 4, 4), bias=rng.integers(-2, 3, (3, 4, 4)) / 32, neuron=IF(v0=0.5)), (3, 4, 4))
+    g.add_node("b", Population(shape=(3, 2, 2), bias=np.zeros((3, 2, 2)), neuron=IF(reset="zero")), (3, 2, 2))
     g.add_node("out", Population(shape=(4,), bias=np.zeros(4), readout="accumulate"), (4,))
     g.add_projection("x", "a", Projection(ops=(ops.Conv(weight=w, pads=(1, 1, 1, 1)),)))
     g.add_projection("a", "b", Projection(ops=(ops.MaxPool(kernel=(2, 2), strides=(2, 2)),), delay=1))
@@ -130,18 +133,19 @@ def test_synaptic_events_are_spikes_times_fan_out():
     g.add_projection("x", "n", Projection(ops=()))
     g.add_projection("n", "out", Projection(ops=(ops.Gemm(weight=[[1.0, 0.0, 2.0], [0.5, 0.0, 0.0]]),)))
     assert fan_out(g, "n").tolist() == [2.0, 0.0, 1.0]
-    trace = Simulator(g).run(np.array([[1.0, 1.0, 0.5]], np.float32), 4)
-    # neuron 0 spikes every step (2 synapses), neuron 1 every step (0), neuron 2 every other step (1)
-    assert trace.synaptic_events.tolist() == [2.0, 3.0, 2.0, 3.0]
+    trace = Simulator(g).run(np.array([[1.0, 1.0, 0.5], [0.0, 1.0, 1.0]], np.float32), 4)
+    # sample 0: neuron 0 spikes every step (2 synapses), neuron 1 every step (0), neuron 2 every other step (1)
+    # sample 1: neuron 1 and 2 every step (0 + 1); per sample and step, the spikes' fan-outs
+    assert trace.events["n"].tolist() == [[2, 1], [3, 1], [2, 1], [3, 1]]
+    assert trace.spikes["n"].tolist() == [[2, 2], [3, 2], [2, 2], [3, 2]]
+    assert trace.events.keys() == {"n"} and trace.spikes.keys() == {"n"}     # analog input current is not spikes
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu_on_exact_arithmetic():
     g = gate_graph()
     x = np.array([[[[0.25, 0.5], [0.125, 0.375]]]], np.float32)
-    cpu = Simulator(g).run(x, 30)
-    gpu = Simulator(g, device="cuda").run(x, 30)
-    assert np.array_equal(cpu.final_readout["out"], gpu.final_readout["out"])
+    assert_same_trace(Simulator(g).run(x, 30), Simulator(g, device="cuda").run(x, 30))
 
 
 def test_spike_count_readout_breaks_ties_by_potential():
@@ -151,10 +155,10 @@ def test_spike_count_readout_breaks_ties_by_potential():
     g.add_projection("x", "out", Projection(ops=()))
     trace = Simulator(g).run(np.array([[0.25, 0.375]], np.float32), 4, block=3)
     # counts stay 0:0 for two steps (class 1 has more potential), 0:1 at step 3, 1:1 at step 4 (V .0 vs .5)
-    assert trace.predictions["out"][:, 0].tolist() == [1, 1, 1, 1]
+    assert predictions(trace, "out")[:, 0].tolist() == [1, 1, 1, 1]
     trace = Simulator(g).run(np.array([[0.5, 0.375]], np.float32), 4, block=3)
     # V .5/.375 -> class 0; step 2 counts 1:0 -> 0; step 3 1:1, V .5 vs .125 -> 0; step 4 2:1 -> 0
-    assert trace.predictions["out"][:, 0].tolist() == [0, 0, 0, 0]
+    assert predictions(trace, "out")[:, 0].tolist() == [0, 0, 0, 0]
 
 
 def _dense_net(reset: str) -> Graph:
@@ -165,7 +169,7 @@ def _dense_net(reset: str) -> Graph:
     sizes = [("a", 50), ("b", 30)]
     prev, width = "x", 20
     for name, n in sizes:
-        g.add_node(name, Population(shape=(n,), bias=rng.normal(0, 0.05, n), reset=reset, v0=0.5), (n,))
+        g.add_node(name, Population(shape=(n,), bias=rng.normal(0, 0.05, n), neuron=IF(reset=reset, v0=0.5)), (n,))
         g.add_projection(prev, name, Projection(ops=(ops.Gemm(weight=rng.normal(0, 0.3, (n, width))),)))
         prev, width = name, n
     g.add_node("out", Population(shape=(10,), bias=np.zeros(10), readout="accumulate"), (10,))
@@ -177,9 +181,10 @@ def _dense_net(reset: str) -> Graph:
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("coding", ["analog", "poisson"])
 def test_fused_kernel_matches_the_step_by_step_update(reset, coding):
-    """The fused NL-IAF block kernel does neurons.nliaf's arithmetic: identical spikes, events and read-outs."""
+    """The fused NL-IAF block kernel does IF.step's arithmetic: identical spikes, events and read-outs."""
     g = _dense_net(reset)
     x = np.random.default_rng(4).random((13, 20)).astype(np.float32)
+    coding = Poisson(seed=0) if coding == "poisson" else None
     fused = Simulator(g, coding=coding, record_trains=True).run(x, 40, batch_size=5, block=7)
     plain = Simulator(g, coding=coding, record_trains=True, fused=False).run(x, 40, batch_size=5, block=7)
     assert_same_trace(fused, plain)

@@ -1,4 +1,1 @@
-"""The reference backend: the bit-exact (float mode for now) torch simulator of SNN-level graphs."""
-from .simulator import CODINGS, Simulator, Trace, fan_out
-
-__all__ = ["CODINGS", "Simulator", "Trace", "fan_out"]
+"""The reference backend: neurocc's own bit-exact torch simulator of SNN-level graphs (simulator.py)."""

@@ -1,11 +1,11 @@
 """A fused CPU kernel for the NL-IAF update over a block of steps (numba).
 
-The per-step PyTorch update (``neurons.nliaf``) makes four to six passes over the population's memory per
+The per-step PyTorch update (``neurocc.ir.neurons.IF.step``) makes four to six passes over the population's memory per
 step plus the recorder's sums. This kernel does the same arithmetic, in the same order and dtype, for
 all steps of a block in one pass over memory, and it counts the spikes and synaptic events (spikes x
 fan-out) of every step as it goes. It is used on the CPU for the
-``float``, ``nliaf`` and ``truenorth`` semantics; the test suite checks it against ``neurons.nliaf``
-spike for spike. Loihi and SpiNNaker updates, spike read-outs and CUDA keep the PyTorch path.
+NL-IAF neuron models (``IF`` and ``TrueNorth``, float and integer); the test suite checks it against
+``IF.step`` spike for spike. Loihi and SpiNNaker neurons, spike read-outs and CUDA keep the PyTorch path.
 
 Per neuron and step:
     d = I[t] + bias;  V <- fit(V + d);  s = V >= theta (or > theta);  V <- V - theta s  (or 0 if s)
@@ -20,8 +20,8 @@ _TILE = 2048      # neurons per work item: potentials, bias and fan-out of a til
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=False)
 def nliaf_block(current, constant, bias, v, spikes, fan, threshold, subtract, ge, bits, saturate):
-    """Advance ``v`` (B, n) through the block; write ``spikes`` (T, B, n); return per-step spike and
-    event totals (T,). ``current`` is (T, B, n), or (1, B, n) with ``constant`` set; ``bias`` and ``fan``
+    """Advance ``v`` (B, n) through the block; write ``spikes`` (T, B, n); return the spikes and synaptic
+    events of every step per sample, (T, B) int64 each. ``current`` is (T, B, n), or (1, B, n) with ``constant`` set; ``bias`` and ``fan``
     (synapses per neuron, int64) are (n,); ``bits`` = 0 means an unbounded state, otherwise it wraps or saturates to ``bits``.
 
     Parallel over tiles of a sample's neurons, each carried through all steps while its state stays in
@@ -75,7 +75,20 @@ def nliaf_block(current, constant, bias, v, spikes, fan, threshold, subtract, ge
             counts[job, t] = spiked
             events[job, t] = weighted
         v[b, lo:hi] = vb
-    return counts.sum(axis=0).astype(np.float64), events.sum(axis=0).astype(np.float64)
+    return per_sample(counts, batch), per_sample(events, batch)
+
+
+@numba.njit(cache=True, nogil=True)
+def per_sample(per_job, batch):
+    """(B * tiles, T) totals per work item -> (T, B) totals per sample (a job is sample * tiles + tile)."""
+    jobs, steps = per_job.shape
+    tiles = jobs // batch
+    out = np.zeros((steps, batch), np.int64)
+    for job in range(jobs):
+        b = job // tiles
+        for t in range(steps):
+            out[t, b] += per_job[job, t]
+    return out
 
 
 def as_arrays(*tensors) -> list:

@@ -1,36 +1,34 @@
 """The reference simulator: a batched, time-blocked torch simulation of an SNN-level graph.
 
-It implements exactly the update written in ``neurocc.ir.snn`` (float mode). For speed it simulates
+It implements exactly the semantics of ``neurocc.ir.snn``, each population's update being its neuron
+model's ``step`` (``neurocc.ir.neurons``) and the input its coding (``neurocc.ir.coding``). For speed it simulates
 population by population over a block of time steps: the projections of a block are one batched op
 over (steps x samples) inputs, and only the membrane update loops over steps. Constant analog input
 is projected once per block. Blocks carry all state (membrane potentials, max-pool gate counts,
 delay lines), so the result does not depend on the block length. Blocks are kept small (a few steps
 for a CIFAR ResNet at batch 32): larger ones measured slower, the convolutions falling out of cache.
-On the CPU, NL-IAF populations (float, generic, TrueNorth) advance through a block in one fused numba
-kernel (``kernels.py``) that also counts their spikes and events; it keeps them in channels-last
-memory order, which PyTorch's CPU convolutions run about twice as fast on. Loihi and SpiNNaker
-updates, spike-count read-outs and CUDA take the per-step PyTorch update (``neurons.py``).
+On the CPU, populations whose model is the NL-IAF (``as_nliaf()``: float, generic, TrueNorth) advance
+through a block in one fused numba kernel (``kernels.py``) that also counts their spikes and events; it
+keeps them in channels-last memory order, which PyTorch's CPU convolutions run about twice as fast on.
+Loihi and SpiNNaker neurons, spike-count read-outs and CUDA take the model's per-step ``step``.
 
 Integer mode (graphs after ``quantize``): spikes and projections are computed in float64, which is
 exact because every projection's largest possible sum, checked when the simulator is built, stays
 below 2^53 (sum over the fan-in of |integer weight| x the largest source value); a projection that
 could exceed it is split into high and low weight halves, each exact, recombined in int64. Sums are
 then converted to int64, shifted by the projection's ``shift`` (a negative shift floors) and the
-target's ``input_shift``; neuron state is int64 with the target's width and overflow rule. Analog input
-is quantised to the input source's ``bits`` and saturates at the calibration range (|x| <= scale).
+target's ``input_shift``; neuron state is int64 with the target's width and overflow rule. The input
+is quantised as ``InputSource.encode`` says.
 
-Counting conventions of the trace (all summed over the samples of the run):
-  * spikes: spikes emitted by spiking populations per step (analog input current is not spikes;
-    Poisson input spikes are counted under the input's name);
-  * synaptic events: a spike times the number of synapses leaving its neuron (anytime-perception §4),
-    counted from the projections' weights (non-zero entries; pooling windows count one synapse per
-    covered input; a chain with two weighted ops counts paths).
+The run returns a ``Trace`` (``neurocc.backends.trace``): per sample and step, the read-outs' potentials
+(and spike counts), and every spiking population's spikes and synaptic events (spikes x fan-out,
+``neurocc.ir.synapses``). Per-sample counts are sums of 0/1 spikes (times integer fan-outs) computed in
+float32 where the largest possible sum is below 2^24, else in float64, so they are exact integers.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -40,95 +38,18 @@ from neurocc.errors import NeuroccError
 from neurocc.ir import Graph, ops
 from neurocc.ir.executor import apply_chain
 from neurocc.ir.snn import InputSource, Population
+from neurocc.ir.synapses import fan_out
 
-from .neurons import BIAS_IN_DRIVE, UPDATES
+from ..trace import Readout, Trace
 
 try:
     from .kernels import as_arrays, nliaf_block
     FUSED = True
 except ImportError:       # numba missing: the PyTorch update does the same work, more slowly
     FUSED = False
-FUSED_SEMANTICS = ("float", "nliaf", "truenorth")
 
-CODINGS = ("analog", "poisson")
 _BLOCK_BYTES = 256 * 2 ** 20   # budget for one block's spike tensors
-
-
-@dataclass
-class Trace:
-    """What a run recorded, per time step (index 0 is step 1)."""
-    steps: int
-    samples: int
-    predictions: dict                     # output name -> (steps, samples) int64 predicted class
-    spikes: dict                          # node name -> (steps,) float64 total spikes
-    synaptic_events: np.ndarray           # (steps,) float64 total synaptic events
-    final_readout: dict = field(default_factory=dict)   # output name -> (samples, classes) last potentials
-    spike_trains: dict = field(default_factory=dict)    # population -> (steps, samples, *shape) uint8, if recorded
-
-    @staticmethod
-    def concat(parts: list["Trace"]) -> "Trace":
-        first = parts[0]
-        return Trace(
-            steps=first.steps, samples=sum(p.samples for p in parts),
-            predictions={k: np.concatenate([p.predictions[k] for p in parts], axis=1) for k in first.predictions},
-            spikes={k: sum(p.spikes[k] for p in parts) for k in first.spikes},
-            synaptic_events=sum(p.synaptic_events for p in parts),
-            final_readout={k: np.concatenate([p.final_readout[k] for p in parts]) for k in first.final_readout},
-            spike_trains={k: np.concatenate([p.spike_trains[k] for p in parts], axis=1) for k in first.spike_trains})
-
-
-def _hash32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer mixing function (lowbias32), on int64 tensors; identical on CPU and CUDA."""
-    m = 0xFFFFFFFF
-    x = x & m
-    x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & m
-    x = x ^ (x >> 15)
-    x = (x * 0x846CA68B) & m
-    return x ^ (x >> 16)
-
-
-def poisson_spikes(x: torch.Tensor, sample_ids: torch.Tensor, steps: torch.Tensor, seed: int) -> torch.Tensor:
-    """Signed Bernoulli spikes: sign(x) with probability min(|x|, 1), for each step in ``steps``.
-
-    The random number of (seed, sample, step, input element) comes from a counter-based hash, so a
-    sample's spikes do not depend on the batch it is in, on the device, or on the time blocking.
-    Returns (len(steps), B, ...) in x's dtype.
-    """
-    elem = torch.arange(x[0].numel(), device=x.device, dtype=torch.int64)
-    key = _hash32(elem + _hash32(torch.tensor(seed, dtype=torch.int64, device=x.device)))
-    key = _hash32(key[None, :] + _hash32(sample_ids.to(x.device)[:, None] * 0x9E3779B1))      # (B, E)
-    u = _hash32(key[None] + _hash32(steps.to(x.device) * 0x85EBCA6B)[:, None, None])           # (T, B, E)
-    u = u.to(torch.float64) / 2 ** 32
-    p = x.abs().reshape(1, x.shape[0], -1).to(torch.float64)
-    s = (u < p).to(x.dtype) * torch.sign(x).reshape(1, x.shape[0], -1)
-    return s.reshape((len(steps),) + tuple(x.shape))
-
-
-def _counting_op(op: ops.Op) -> list:
-    """Ops whose vector-Jacobian product with ones counts the synapses leaving each input neuron."""
-    if isinstance(op, (ops.Conv, ops.Gemm)):
-        return [dataclasses.replace(op, weight=(op.weight != 0).astype(np.float32))]
-    if isinstance(op, ops.Affine) and op.scale is not None:
-        return [dataclasses.replace(op, scale=(op.scale != 0).astype(np.float32))]
-    if isinstance(op, (ops.AvgPool, ops.MaxPool)):
-        window = float(np.prod(op.kernel))
-        pool = ops.AvgPool(kernel=op.kernel, strides=op.strides, pads=op.pads, count_include_pad=True,
-                           ceil_mode=op.ceil_mode)
-        return [pool, ops.Affine(scale=np.float32(window))]
-    return [op]
-
-
-def fan_out(graph: Graph, src: str) -> np.ndarray:
-    """Synapses leaving each neuron of ``src`` (summed over its projections), shape of ``src``."""
-    total = np.zeros(graph.shape(src), np.float64)
-    for _, dst, k, d in graph.nx.out_edges(src, keys=True, data=True):
-        chain = [c for op in d["proj"].ops for c in _counting_op(op)]
-        x = torch.ones((1,) + graph.shape(src), dtype=torch.float64, requires_grad=True)
-        y = apply_chain(chain, x)
-        (grad,) = torch.autograd.grad(y.sum(), x)
-        total += grad[0].numpy()
-    return total
+_EXACT_FLOAT32 = 2 ** 24       # float32 holds every integer below this
 
 
 def _shift(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -163,11 +84,12 @@ class _BatchRun:
         self.sim, self.x, self.ids = sim, x, sample_ids
         g = sim.graph
         self.b = x.shape[0]
+        state_dtype = torch.int64 if sim.integer else sim.dtype
         self.state: dict[str, dict] = {}
         for name in sim.order:
             node = g.payload(name)
             if isinstance(node, Population):
-                self.state[name] = sim.initial_state(node, self.b)
+                self.state[name] = node.neuron.init_state(sim.bias(node), self.b, state_dtype)
         self.gates = {key: _Gate() for key in sim.gated}
         # the last (max delay) steps of every delayed source; zeros before the first step
         self.history = {src: torch.zeros((depth, self.b) + g.shape(src), dtype=sim.dtype, device=sim.device)
@@ -176,18 +98,9 @@ class _BatchRun:
                        for n in g.outputs if g.payload(n).readout == "spike"}
 
     def _source(self, name: str, t0: int, t1: int) -> tuple[torch.Tensor, bool]:
-        """(spikes of an input source for steps t0..t1-1, constant-over-time flag)."""
-        node = self.sim.graph.payload(name)
-        if self.sim.integer:           # quantised in float64, whatever the simulation dtype
-            xs = (self.x.double() / node.scale).clamp(-1.0, 1.0)
-        else:
-            xs = self.x / node.scale
-        if self.sim.coding == "analog":
-            if self.sim.integer:
-                xs = torch.round(xs * 2.0 ** node.bits).to(self.sim.dtype)
-            return xs[None], True
+        """(values of an input source for steps t0+1..t1, constant-over-time flag)."""
         steps = torch.arange(t0 + 1, t1 + 1, dtype=torch.int64)
-        return poisson_spikes(xs, self.ids, steps, self.sim.seed).to(self.sim.dtype), False
+        return self.sim.graph.payload(name).encode(self.x, self.ids, steps, self.sim.integer, self.sim.coding)
 
     def _delayed(self, src: str, s: torch.Tensor, delay: int, tb: int) -> torch.Tensor:
         if delay == 0:
@@ -219,7 +132,7 @@ class _BatchRun:
                 t = s.shape[0]
                 flat = sim.project((src, name, k), proj, chain, s.reshape((t * self.b,) + tuple(s.shape[2:])))
                 current = current + flat.reshape((t, self.b) + tuple(flat.shape[1:]))
-            spikes[name] = self._integrate(name, node, current, tb, record)
+            spikes[name] = self._integrate(name, node, current, t0, tb, record)
             constant[name] = False
         for src, depth in sim.max_delay.items():
             s = spikes[src]
@@ -227,40 +140,39 @@ class _BatchRun:
                 s = s.expand((tb,) + tuple(s.shape[1:]))
             self.history[src] = torch.cat([self.history[src], s])[-depth:]
 
-    def _integrate(self, name: str, node: Population, current: torch.Tensor, tb: int, record) -> torch.Tensor:
-        """Advance population ``name`` by the block's ``tb`` steps; ``current`` excludes the bias and is
+    def _integrate(self, name: str, node: Population, current: torch.Tensor, t0: int, tb: int,
+                   record) -> torch.Tensor:
+        """Advance population ``name`` through steps t0+1..t0+tb; ``current`` excludes the bias and is
         (tb, B, ...) or, for a constant input, (1, B, ...)."""
         if self.sim.fused(node, name):
             return self._integrate_fused(name, node, current, tb, record)
         state = self.state[name]
         v = state["v"]
-        if BIAS_IN_DRIVE[node.semantics]:
-            current = current + state["bias"]
-        if current.shape[0] == 1 and tb > 1:
-            current = current.expand((tb,) + tuple(current.shape[1:]))
         if node.readout == "accumulate":
+            current = current + state["bias"]
+            if current.shape[0] == 1 and tb > 1:
+                current = current.expand((tb,) + tuple(current.shape[1:]))
             potentials = v[None] + torch.cumsum(current, dim=0)
             state["v"] = potentials[-1].clone()
             record.readout(name, potentials)
             return potentials  # not consumed: outputs have no outgoing projections
-        update = UPDATES[node.semantics]
+        if current.shape[0] == 1 and tb > 1:
+            current = current.expand((tb,) + tuple(current.shape[1:]))
         out = torch.empty(current.shape, dtype=self.sim.dtype, device=v.device)
-        fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
-        trail = torch.empty_like(current) if name in self.counts else None   # V per step, for read-out ties
-        for t in range(current.shape[0]):
-            update(state, current[t], node, fired)
-            out[t].copy_(fired)
-            if trail is not None:
-                trail[t].copy_(v)
+        trail = torch.empty(current.shape, dtype=v.dtype, device=v.device) if name in self.counts else None
+        for t in range(tb):
+            out[t].copy_(node.neuron.step(state, current[t], t0 + t + 1))
+            if trail is not None:          # V per step, for read-out ties
+                trail[t].copy_(state["v"])
         record.spikes(name, out)
         if name in self.counts:
             counts = self.counts[name][None] + torch.cumsum(out, dim=0)
             self.counts[name] = counts[-1].clone()
-            record.count_readout(name, counts, trail)
+            record.readout(name, trail, counts)
         return out
 
     def _integrate_fused(self, name: str, node: Population, current: torch.Tensor, tb: int, record) -> torch.Tensor:
-        """The NL-IAF block update in one pass (``kernels.nliaf_block``): same arithmetic as ``neurons.nliaf``.
+        """The NL-IAF block update in one pass (``kernels.nliaf_block``): the same arithmetic as ``IF.step``.
 
         The kernel works in channels-last memory order, (H, W, C) per sample: the spikes it returns are
         logically (tb, B, C, H, W) with channels-last strides, on which PyTorch's CPU convolutions run
@@ -269,12 +181,13 @@ class _BatchRun:
         if "v_mem" not in state:           # the potentials move to memory order once per batch
             state["v_mem"] = _memory_order(state.pop("v"), 1)
         bias, fan, threshold = self.sim.kernel_constants(name, node)
+        model = node.neuron.as_nliaf()
         cur = _memory_order(current, 2)
         out = torch.empty((tb, self.b) + _memory_shape(node.shape), dtype=self.sim.dtype)
         counts, events = nliaf_block(*as_arrays(cur), cur.shape[0] == 1 and tb > 1, bias,
                                      *as_arrays(state["v_mem"], out.reshape(tb, self.b, -1)), fan, threshold,
-                                     node.reset == "subtract", node.compare == ">=", int(node.state_bits),
-                                     node.overflow == "saturate")
+                                     model.reset == "subtract", model.compare == ">=", int(model.state_bits),
+                                     model.overflow == "saturate")
         spikes = _logical_order(out, 2)
         record.totals(name, spikes, counts, events)
         return spikes
@@ -299,66 +212,74 @@ def _logical_order(x: torch.Tensor, lead: int) -> torch.Tensor:
 
 
 class _Recorder:
-    """Accumulates one batch's per-step statistics on the host."""
+    """Collects one batch's observables per sample and step on the host (see ``neurocc.backends.trace``)."""
 
     def __init__(self, sim: "Simulator", steps: int, batch: int):
-        self.sim = sim
-        self.pred = {o: np.zeros((steps, batch), np.int64) for o in sim.graph.outputs}
-        self.spike_totals = {n: np.zeros(steps) for n in sim.spiking}
-        self.events = np.zeros(steps)
-        self.final: dict = {}
+        self.sim, self.steps, self.batch = sim, steps, batch
+        self.spike_counts = {n: np.zeros((steps, batch), np.int64) for n in sim.spiking}
+        self.events = {n: np.zeros((steps, batch), np.int64) for n in sim.fanout}
+        self.readouts: dict = {}
         self.trains = {n: [] for n in sim.spiking} if sim.record_trains else None
         self.t0 = 0
 
-    def _keep_train(self, name: str, s: torch.Tensor) -> None:
-        if self.trains is not None:
-            self.trains[name].append(s.to(torch.int8).cpu().numpy())
+    def _rows(self, t: int) -> slice:
+        return slice(self.t0, self.t0 + t)
 
     def spikes(self, name: str, s: torch.Tensor) -> None:
+        """Spikes (t, B, ...) of a population, or of a spike-coded input (signed)."""
         t = s.shape[0]
-        self._keep_train(name, s)
-        if name in self.sim.graph.inputs:     # Poisson input spikes are signed
-            s = s.abs()
-        per_neuron = s.sum(dim=1).reshape(t, -1).to(torch.float64)   # float32 sums of 0/1: exact
-        self.spike_totals[name][self.t0:self.t0 + t] += per_neuron.sum(dim=1).cpu().numpy()
+        if name in self.sim.graph.inputs:       # a spike of an integer-coded input carries 2^bits: count its sign
+            s = torch.sign(s)
+        if self.trains is not None:
+            self.trains[name].append(s.to(torch.int8).cpu().numpy())
+        flat = s.reshape(t, self.batch, -1)
+        if name in self.sim.graph.inputs:
+            flat = flat.abs()
+        dtype = self.sim.count_dtype[name]
+        self.spike_counts[name][self._rows(t)] = flat.sum(dim=2, dtype=dtype).cpu().numpy()
         fan = self.sim.fanout.get(name)
         if fan is not None:
-            self.events[self.t0:self.t0 + t] += (per_neuron @ fan).cpu().numpy()
+            self.events[name][self._rows(t)] = (flat.to(fan.dtype) @ fan).cpu().numpy()
 
     def totals(self, name: str, s: torch.Tensor, spikes: np.ndarray, events: np.ndarray) -> None:
-        """Per-step totals computed by the fused kernel."""
+        """Per-sample totals (t, B) computed by the fused kernel."""
         t = s.shape[0]
-        self._keep_train(name, s)
-        self.spike_totals[name][self.t0:self.t0 + t] += spikes
-        if name in self.sim.fanout:
-            self.events[self.t0:self.t0 + t] += events
+        if self.trains is not None:
+            self.trains[name].append(s.to(torch.int8).cpu().numpy())
+        self.spike_counts[name][self._rows(t)] = spikes
+        if name in self.events:
+            self.events[name][self._rows(t)] = events
 
-    def readout(self, name: str, potentials: torch.Tensor) -> None:
+    def readout(self, name: str, potentials: torch.Tensor, counts: Optional[torch.Tensor] = None) -> None:
+        """A read-out's potentials (t, B, ...) after each step, and its spike counts so far if it spikes."""
         t = potentials.shape[0]
-        flat = potentials.reshape(t, potentials.shape[1], -1)
-        self.pred[name][self.t0:self.t0 + t] = flat.argmax(dim=2).cpu().numpy()
-        self.final[name] = flat[-1].cpu().numpy()
+        if name not in self.readouts:
+            classes = int(np.prod(potentials.shape[2:]))
+            dtype = torch.empty((), dtype=potentials.dtype).numpy().dtype
+            self.readouts[name] = Readout(potential=np.zeros((self.steps, self.batch, classes), dtype),
+                                          count=None if counts is None else
+                                          np.zeros((self.steps, self.batch, classes), np.int64))
+        r = self.readouts[name]
+        r.potential[self._rows(t)] = potentials.reshape(t, self.batch, -1).cpu().numpy()
+        if counts is not None:
+            r.count[self._rows(t)] = counts.reshape(t, self.batch, -1).cpu().numpy()
 
-    def count_readout(self, name: str, counts: torch.Tensor, v: torch.Tensor) -> None:
-        """Spike-count read-out: the class with most spikes; ties go to the higher membrane potential."""
-        t = counts.shape[0]
-        flat = counts.reshape(t, counts.shape[1], -1)
-        best = flat.max(dim=2, keepdim=True).values
-        vv = v.reshape(flat.shape).to(torch.float64)
-        score = torch.where(flat == best, vv, torch.full_like(vv, -math.inf))
-        self.pred[name][self.t0:self.t0 + t] = score.argmax(dim=2).cpu().numpy()
-        self.final[name] = flat[-1].cpu().numpy()
+    def trace(self) -> Trace:
+        trains = {k: np.concatenate(v) for k, v in self.trains.items()} if self.trains is not None else {}
+        return Trace(steps=self.steps, samples=self.batch, readouts=self.readouts, spikes=self.spike_counts,
+                     events=self.events, spike_trains=trains)
 
 
 class Simulator:
-    """Reference simulation of an SNN-level graph in float mode."""
+    """Reference simulation of an SNN-level graph (float or integer mode).
 
-    def __init__(self, graph: Graph, device: str = "cpu", coding: str = "analog", seed: int = 0,
-                 dtype=torch.float32, record_trains: bool = False, fused: bool = True):
+    ``coding`` (an ``ir.coding`` instance) overrides the input coding compiled into the graph.
+    """
+
+    def __init__(self, graph: Graph, device: str = "cpu", coding=None, dtype=torch.float32,
+                 record_trains: bool = False, fused: bool = True):
         if graph.level != "snn":
             raise ValueError("the simulator needs an SNN-level graph")
-        if coding not in CODINGS:
-            raise NeuroccError(f"unknown input coding {coding!r}; use one of {', '.join(CODINGS)}")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise NeuroccError("--device cuda was asked for, but torch sees no CUDA device here")
         self.integer = graph.meta.get("mode") == "integer"
@@ -366,7 +287,7 @@ class Simulator:
         self.use_fused = fused and FUSED
         if self.integer:
             dtype = torch.float32      # spikes and analog input integers (< 2^9): exact in float32
-        self.graph, self.device, self.coding, self.seed, self.dtype = graph, torch.device(device), coding, seed, dtype
+        self.graph, self.device, self.coding, self.dtype = graph, torch.device(device), coding, dtype
         self.order = graph.topo_order()
         self.incoming = {n: [(u, v, k, d["proj"]) for u, v, k, d in graph.nx.in_edges(n, keys=True, data=True)]
                          for n in self.order}
@@ -379,28 +300,40 @@ class Simulator:
                     self.max_delay[u] = max(self.max_delay.get(u, 0), p.delay)
         self.spiking = [n for n in self.order if isinstance(graph.payload(n), Population)
                         and graph.payload(n).readout == "spike"]
-        if coding == "poisson":
-            self.spiking = list(graph.inputs) + self.spiking
-        self.fanout = {n: torch.as_tensor(fan_out(graph, n).reshape(-1), device=self.device)
-                       for n in self.spiking if graph.nx.out_degree(n)}
+        self.spiking = [n for n in graph.inputs if not self._constant_input(n)] + self.spiking
+        self.fanout, self.count_dtype = {}, {}
+        for n in self.spiking:
+            size = int(np.prod(graph.shape(n)))
+            self.count_dtype[n] = torch.float32 if size < _EXACT_FLOAT32 else torch.float64
+            if graph.nx.out_degree(n):
+                fan = fan_out(graph, n).reshape(-1)
+                dtype = torch.float32 if fan.sum() < _EXACT_FLOAT32 else torch.float64
+                self.fanout[n] = torch.as_tensor(fan, dtype=dtype, device=self.device)
         self._kernel_constants: dict = {}
         self.neurons = sum(int(np.prod(graph.shape(n))) for n in self.order)
         self._checked: set = set()
         self.exact_parts = {key: self._exact_parts(key, gate, chain) for key, gate, chain in self._integer_chains()}
 
+    def _constant_input(self, name: str) -> bool:
+        """Whether the input ``name`` is a constant current (no spikes to count) under the run's coding."""
+        x = torch.zeros((1,) + self.graph.shape(name))
+        return self.graph.payload(name).encode(x, torch.zeros(1, dtype=torch.int64), torch.arange(1, 2),
+                                               False, self.coding)[1]
+
     def kernel_constants(self, name: str, node: Population) -> tuple:
         """(bias, fan-out, threshold) of a population for the fused kernel, in its memory order and dtype."""
         if name not in self._kernel_constants:
-            bias = _memory_order(self._bias(node)[None], 1)[0].numpy()
+            bias = _memory_order(self.bias(node)[None], 1)[0].numpy()
             fan = self.fanout[name].cpu().numpy() if name in self.fanout else np.zeros(int(np.prod(node.shape)))
             fan = torch.as_tensor(np.rint(fan).astype(np.int64)).reshape((1,) + tuple(node.shape))
-            threshold = np.int64(int(node.threshold)) if self.integer else bias.dtype.type(node.threshold)
+            theta = node.neuron.threshold
+            threshold = np.int64(int(theta)) if self.integer else bias.dtype.type(theta)
             self._kernel_constants[name] = (bias, _memory_order(fan, 1)[0].numpy(), threshold)
         return self._kernel_constants[name]
 
     def fused(self, node: Population, name: str) -> bool:
-        """Whether population ``name`` takes the fused CPU kernel (NL-IAF semantics, spiking, not read out)."""
-        return (self.use_fused and self.device.type == "cpu" and node.semantics in FUSED_SEMANTICS
+        """Whether population ``name`` takes the fused CPU kernel (an NL-IAF model, spiking, not read out)."""
+        return (self.use_fused and self.device.type == "cpu" and node.neuron.as_nliaf() is not None
                 and node.readout == "spike" and name not in self.graph.outputs)
 
     def _integer_chains(self):
@@ -470,24 +403,14 @@ class Simulator:
                 total = y * factor if total is None else total + y * factor
         src, dst = self.graph.payload(key[0]), self.graph.payload(key[1])
         if isinstance(src, InputSource):                    # injected input: one floor shift
-            return _shift(total, proj.shift + dst.input_shift - src.bits)
-        return _shift(_shift(total, proj.shift), dst.input_shift)
+            return _shift(total, proj.shift + dst.neuron.input_shift - src.bits)
+        return _shift(_shift(total, proj.shift), dst.neuron.input_shift)
 
-    def _bias(self, node: Population) -> torch.Tensor:
+    def bias(self, node: Population) -> torch.Tensor:
+        """The population's bias on the simulation device: int64 in integer mode."""
         if self.integer:
             return torch.as_tensor(np.rint(node.bias).astype(np.int64), device=self.device)
         return torch.as_tensor(np.array(node.bias), dtype=self.dtype, device=self.device)
-
-    def initial_state(self, node: Population, batch: int) -> dict:
-        shape = (batch,) + tuple(node.shape)
-        kind = dict(dtype=torch.int64 if self.integer else self.dtype, device=self.device)
-        v0 = int(round(node.v0 * node.threshold)) if self.integer else node.v0 * node.threshold
-        state = {"v": torch.full(shape, v0, **kind), "bias": self._bias(node)}
-        if node.semantics == "loihi":
-            state["u"] = torch.zeros(shape, **kind)
-        if node.semantics == "spinnaker":
-            state["timer"] = torch.zeros(shape, **kind)
-        return state
 
     def block_steps(self, batch: int, steps: int) -> int:
         per_step = batch * self.neurons * torch.tensor([], dtype=self.dtype).element_size() * 3
@@ -503,9 +426,7 @@ class Simulator:
         for t0 in range(0, steps, block):
             rec.t0 = t0
             run.block(t0, min(steps, t0 + block), rec)
-        trains = {k: np.concatenate(v) for k, v in rec.trains.items()} if rec.trains is not None else {}
-        return Trace(steps=steps, samples=xt.shape[0], predictions=rec.pred, spikes=rec.spike_totals,
-                     synaptic_events=rec.events, final_readout=rec.final, spike_trains=trains)
+        return rec.trace()
 
     def run(self, x: np.ndarray, steps: int, batch_size: int = 64, block: Optional[int] = None,
             progress: Callable = lambda it: it) -> Trace:

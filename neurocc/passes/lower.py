@@ -1,7 +1,7 @@
 """lower_to_snn: ANN-level graph -> SNN-level graph of populations and projections.
 
 * Every ReLU (and Clip(0, max)) becomes a population of IF neurons; every graph input an
-  ``InputSource``; every graph output a non-spiking accumulator (or a spiking population with
+  ``InputSource`` with the compile options' input coding; every graph output a non-spiking accumulator (or a spiking population with
   ``readout="spike"``).
 * A population's input is the ANN pre-activation, an affine function of its source populations:
       pre = sum over paths p from a source s_p of  chain_p(s_p)  +  f(0)
@@ -17,12 +17,15 @@ The populations come out un-normalised (threshold 1, scale 1): ``normalize`` set
 """
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 
 import torch
 
 from neurocc.errors import UnsupportedModelError
 from neurocc.ir import Graph, ops
+from neurocc.ir.coding import coding_named
+from neurocc.ir.neurons import IF
 from neurocc.ir.snn import InputSource, Population, Projection
 
 
@@ -37,7 +40,7 @@ def _is_source(g: Graph, name: str) -> bool:
 def lower_to_snn(ann: Graph, ctx) -> Graph:
     """Lower an ANN graph to populations (ReLUs, outputs) and projections (linear chains + max gates)."""
     opts = ctx.options
-    snn = Graph("snn", inputs=ann.inputs, outputs=(), meta=dict(ann.meta))
+    snn = Graph("snn", inputs=ann.inputs, outputs=(), meta=copy.deepcopy(ann.meta))
 
     @lru_cache(maxsize=None)
     def paths(name: str) -> tuple:
@@ -85,8 +88,8 @@ def lower_to_snn(ann: Graph, ctx) -> Graph:
     def add_population(name: str, pre: str, readout: str, source_node: str, cap=None) -> None:
         bias = constant(pre).numpy()
         spiking = readout == "spike"
-        snn.add_node(name, Population(shape=ann.shape(pre), bias=bias, reset=opts.reset or "subtract",
-                                      v0=opts.v0 if spiking else 0.0, readout=readout, cap=cap,
+        neuron = IF(reset=opts.reset or "subtract", v0=opts.v0 if spiking else 0.0)
+        snn.add_node(name, Population(shape=ann.shape(pre), bias=bias, neuron=neuron, readout=readout, cap=cap,
                                       source_node=source_node), ann.shape(pre))
         for src, chain in paths(pre):
             snn.add_projection(src, name, Projection(ops=chain))
@@ -94,7 +97,7 @@ def lower_to_snn(ann: Graph, ctx) -> Graph:
     for name in ann.topo_order():
         op = ann.payload(name)
         if isinstance(op, ops.Input):
-            snn.add_node(name, InputSource(shape=op.shape), op.shape)
+            snn.add_node(name, InputSource(shape=op.shape, coding=coding_named(opts.coding, opts.coding_seed)), op.shape)
         elif isinstance(op, ops.Relu):
             add_population(name, ann.inputs_of(name)[0], "spike", name, cap=op.cap)
 

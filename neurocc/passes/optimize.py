@@ -50,12 +50,14 @@ class Objective:
         self.evaluations = 0
 
     def terms(self, graph: Graph) -> dict:
-        from neurocc.backends.reference import Simulator     # the simulator imports the IR, not the passes
+        from neurocc.backends import BACKENDS
+        from neurocc.decode import predictions
         from neurocc.evaluate import accuracy_over_time, pareto_latency, pareto_power
         snn = self.finish(graph)
-        trace = Simulator(snn).run(self.x, self.steps, batch_size=self.batch_size)
-        acc = accuracy_over_time(trace.predictions[snn.outputs[0]], self.truth)
-        events = trace.synaptic_events / len(self.x)
+        # the reference simulator: bit-exact in every target's semantics, and the fastest backend here
+        trace = BACKENDS["reference"].run(snn, self.x, self.steps, batch_size=self.batch_size)
+        acc = accuracy_over_time(predictions(trace, snn.outputs[0]), self.truth)
+        events = sum(e.sum(axis=1) for e in trace.events.values()) / len(self.x)
         self.evaluations += 1
         return {"M_e": float(1 - acc.max()), "P_l": pareto_latency(acc, self.a_ref),
                 "P_p": pareto_power(acc, events, self.a_ref), "final_accuracy": float(acc[-1])}
@@ -74,7 +76,7 @@ class _Point:
     def graph(self, base: Graph) -> Graph:
         g = rescale(base, {n: 2.0 ** e for n, e in self.log_eta.items()})
         for n, v in self.v0.items():
-            g.set_payload(n, dataclasses.replace(g.payload(n), v0=float(v)))
+            g.set_payload(n, g.payload(n).with_neuron(v0=float(v)))
         return g
 
 
@@ -130,7 +132,7 @@ def search(base: Graph, objective: Objective, budget: int, progress: Callable) -
     if not pops:
         raise NeuroccError("--optimize: the network has no spiking population to scale")
     ticks = iter(progress(range(budget), desc="optimizing", unit="simulation"))
-    start = _Point({n: np.float64(0.0) for n in pops}, {n: base.payload(n).v0 for n in pops})
+    start = _Point({n: np.float64(0.0) for n in pops}, {n: base.payload(n).neuron.v0 for n in pops})
     first = objective.terms(start.graph(base))
     next(ticks, None)
     best = {"loss": objective.loss(first), "terms": first, "point": start}

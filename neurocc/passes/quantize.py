@@ -33,6 +33,7 @@ import torch
 from neurocc.errors import NeuroccError
 from neurocc.ir import Graph, ops
 from neurocc.ir.executor import run_rate
+from neurocc.ir.neurons import IF, from_hwmodel
 from neurocc.ir.snn import InputSource, Population, Projection
 
 from .rescale import scale_chain
@@ -253,13 +254,14 @@ def quantize(graph: Graph, ctx) -> Graph:
             g.nx.edges[inc.src, name, inc.key]["proj"] = new
             report.append({"population": name, "source": inc.src, "threshold": theta, "exponent": e,
                            "weights": int(np.size(q)), **stats})
-        spiking = node.readout == "spike"
+        neuron = node.neuron
+        reset = hw.neuron.reset if fixed_reset else neuron.reset
+        if node.readout == "spike":
+            neuron = from_hwmodel(hw, threshold=float(theta), v0=neuron.v0, reset=reset)
+        else:           # a read-out accumulates without bounds; it takes its input in the chip's units
+            neuron = IF(threshold=float(theta), v0=neuron.v0, input_shift=hw.neuron.input_shift, reset=reset)
         g.set_payload(name, dataclasses.replace(
-            node, threshold=float(theta), bias=_quantize_bias(node.bias.astype(np.float64) * theta, hw.neuron),
-            semantics=hw.semantics if spiking else "nliaf", compare=hw.neuron.spike_compare,
-            state_bits=hw.neuron.state_bits if spiking else 0, overflow=hw.neuron.overflow,
-            input_shift=hw.neuron.input_shift, reset=hw.neuron.reset if fixed_reset else node.reset,
-            leak_shift=hw.neuron.leak_shift if spiking else 0, refractory=hw.neuron.refractory_steps if spiking else 0))
+            node, neuron=neuron, bias=_quantize_bias(node.bias.astype(np.float64) * theta, hw.neuron)))
     g.meta.update(mode="integer", hwmodel=hw.name, quantization=report)
     if ctx.calib_x is not None:
         g.meta["quantized_function"] = _function_check(graph, g, ctx)
@@ -273,12 +275,11 @@ def dequantize(g: Graph) -> Graph:
         node = g.payload(name)
         if isinstance(node, InputSource):
             continue
-        theta = node.threshold
-        out.set_payload(name, dataclasses.replace(node, threshold=1.0, bias=node.bias / theta, semantics="float",
-                                                  state_bits=0))
+        theta = node.neuron.threshold
+        out.set_payload(name, dataclasses.replace(node, neuron=IF(v0=node.neuron.v0), bias=node.bias / theta))
         for u, _, k, d in g.nx.in_edges(name, keys=True, data=True):
             proj = d["proj"]
-            factor = 2.0 ** (proj.shift + node.input_shift) / theta
+            factor = 2.0 ** (proj.shift + node.neuron.input_shift) / theta
             out.nx.edges[u, name, k]["proj"] = Projection(ops=scale_chain(proj.ops, g.shape(u), 1.0, factor),
                                                                delay=proj.delay)
     out.meta["mode"] = "float"

@@ -4,8 +4,8 @@ ANN level: a DAG; graph inputs are ``Input`` ops; every other node has inputs on
 many as its op takes; outputs exist; parameters are finite; stored shapes equal the shapes the
 executor produces on a zero batch.
 SNN level: a DAG whose sources are ``InputSource`` nodes listed as graph inputs; every population has
-a finite bias of its own shape, a positive threshold, a known reset mode and read-out, at least one
-incoming projection; every projection's chain maps its source shape to its target shape and has an
+a finite bias of its own shape, a known neuron model with a positive threshold, a known read-out, at
+least one incoming projection; every input source a known coding; every projection's chain maps its source shape to its target shape and has an
 integer delay >= 0.
 """
 from __future__ import annotations
@@ -17,7 +17,9 @@ import torch
 from . import ops
 from .executor import apply_chain, run_ann
 from .graph import Graph
-from .snn import READOUTS, RESET_MODES, InputSource, Population
+from .coding import CODINGS
+from .neurons import MODELS
+from .snn import READOUTS, InputSource, Population
 
 
 class VerificationError(ValueError):
@@ -62,14 +64,19 @@ def _verify_snn(g: Graph) -> None:
         if isinstance(node, InputSource):
             if name not in g.inputs or g.nx.in_degree(name):
                 raise VerificationError(f"node {name!r}: input sources must be graph inputs with no projections")
+            if type(node.coding) not in CODINGS.values():
+                raise VerificationError(f"input {name!r}: coding {node.coding!r} is not one of {', '.join(CODINGS)}")
             continue
         if not isinstance(node, Population):
             raise VerificationError(f"node {name!r}: payload {type(node).__name__} is not an SNN node")
         if tuple(node.shape) != shape or node.bias.shape != shape:
             raise VerificationError(f"population {name!r}: bias {node.bias.shape} / shape {node.shape} != {shape}")
         _check_finite(f"population {name!r}", node.tensors())
-        if not node.threshold > 0 or node.reset not in RESET_MODES or node.readout not in READOUTS:
-            raise VerificationError(f"population {name!r}: threshold {node.threshold}, reset {node.reset!r}, "
+        if type(node.neuron) not in MODELS.values():
+            raise VerificationError(f"population {name!r}: neuron model {node.neuron!r} is not one of "
+                                    f"{', '.join(cls.__name__ for cls in MODELS.values())}")
+        if not np.isfinite(node.neuron.threshold) or not node.neuron.threshold > 0 or node.readout not in READOUTS:
+            raise VerificationError(f"population {name!r}: threshold {node.neuron.threshold}, "
                                     f"readout {node.readout!r} invalid")
         if g.nx.in_degree(name) == 0:
             raise VerificationError(f"population {name!r} has no incoming projection")
@@ -96,7 +103,7 @@ def _verify_integers(g: Graph) -> None:
         node = g.payload(name)
         if isinstance(node, Population):
             check(f"population {name!r} bias", node.bias)
-            check(f"population {name!r} threshold", [node.threshold])
+            check(f"population {name!r} threshold", [node.neuron.threshold])
             for src, _, proj in g.projections(name):
                 if not isinstance(proj.shift, int):
                     raise VerificationError(f"projection {src!r} -> {name!r}: shift {proj.shift!r} is not an integer")

@@ -1,0 +1,60 @@
+"""What every backend returns: the raw observables of a run, per sample and per step, not yet decoded.
+
+Decoding (``neurocc.decode``), accuracy over time and Pareto metrics (``neurocc.evaluate``) are pure
+functions over a ``Trace``, written once for every backend.
+
+Arrays (index 0 of the step axis is step 1):
+
+* ``readouts[output]``: ``potential`` (steps, samples, classes), the read-out population's membrane
+  potential after each step (float32 in float mode, int64 in integer mode); ``count`` (steps, samples,
+  classes) int64, its spikes so far, for a spiking read-out (``readout="spike"``), else None.
+* ``spikes[name]``: (steps, samples) int64, spikes emitted per step by each spiking population, and by a
+  spike-coded input (analog input current is not spikes).
+* ``events[name]``: (steps, samples) int64, synaptic events caused by that population's spikes: each spike
+  times the synapses leaving its neuron (anytime-perception §4; ``neurocc.ir.synapses.fan_out``).
+* ``spike_trains[name]``: (steps, samples, *shape) int8 per neuron, only when asked for.
+
+Memory: 16 bytes per step, sample and spiking population plus 4 or 8 bytes per step, sample and class
+(ResNet-20, 19 spiking populations and 10 classes, 256 steps: 80 kB per sample).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class Readout:
+    potential: np.ndarray                 # (steps, samples, classes)
+    count: Optional[np.ndarray] = None    # (steps, samples, classes) int64, spiking read-outs only
+
+
+@dataclass
+class Trace:
+    steps: int
+    samples: int
+    readouts: dict                        # output name -> Readout
+    spikes: dict                          # name -> (steps, samples) int64
+    events: dict                          # name -> (steps, samples) int64
+    spike_trains: dict = field(default_factory=dict)   # name -> (steps, samples, *shape) int8, if recorded
+
+    @staticmethod
+    def concat(parts: list["Trace"]) -> "Trace":
+        """One trace of all samples of ``parts`` (runs of consecutive batches), in order."""
+        first = parts[0]
+
+        def join(key):
+            return {k: np.concatenate([getattr(p, key)[k] for p in parts], axis=1) for k in getattr(first, key)}
+        readouts = {k: Readout(potential=np.concatenate([p.readouts[k].potential for p in parts], axis=1),
+                               count=None if r.count is None else
+                               np.concatenate([p.readouts[k].count for p in parts], axis=1))
+                    for k, r in first.readouts.items()}
+        return Trace(steps=first.steps, samples=sum(p.samples for p in parts), readouts=readouts,
+                     spikes=join("spikes"), events=join("events"), spike_trains=join("spike_trains"))
+
+    def nbytes(self) -> int:
+        arrays = [*self.spikes.values(), *self.events.values(), *self.spike_trains.values()]
+        arrays += [a for r in self.readouts.values() for a in (r.potential, r.count) if a is not None]
+        return int(sum(a.nbytes for a in arrays))

@@ -1,0 +1,241 @@
+"""Neuron models: one frozen type per semantics, its parameters with units and its update.
+
+A ``Population`` holds one of these. Each model states its update in its docstring and implements it
+in ``step(state, drive, t)``, which advances one time step in place on torch tensors of shape
+(batch, *population shape) and returns the spikes (bool). ``drive`` is the step's synaptic input
+(the projections' sum, already scaled by 2^input_shift); the model adds the population's bias where
+its chip adds it. ``t`` is the step index (1, 2, ...); every model here is time-invariant, the index
+is there for models whose parameters follow a per-step schedule. Float mode runs a model on float
+tensors; integer mode (graphs after ``quantize``) on int64 tensors in the target's units.
+
+Units: ``threshold`` is in state units (float mode: 1 after normalisation; integer mode: the chip's
+integer, e.g. Loihi's vth << 6); ``v0`` is the initial potential as a fraction of the threshold;
+``input_shift`` scales the synaptic input by 2^input_shift (Loihi: a << 6). Fast kernels are chosen
+by ``as_nliaf()``: a model whose update is the ideal NL-IAF returns it, the others None.
+
+``MODELS`` maps each semantics name to its type; ``from_hwmodel`` builds a spiking neuron from a hardware
+model (hwmodels/), one function per semantics.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+import torch
+
+from neurocc.errors import NeuroccError
+
+RESET_MODES = ("subtract", "zero")
+COMPARES = (">=", ">")
+OVERFLOWS = ("saturate", "wrap")
+
+
+def fit(x: torch.Tensor, bits: int, overflow: str) -> torch.Tensor:
+    """``x`` (int64) brought into a signed ``bits``-wide state by wrapping or saturating (in place)."""
+    if not bits:
+        return x
+    if overflow == "saturate":
+        limit = 2 ** (bits - 1) - 1
+        return x.clamp_(-limit, limit)
+    half = 2 ** (bits - 1)
+    return x.add_(half).remainder_(2 * half).sub_(half)
+
+
+def _check(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _require(hw, model: str, **expected) -> None:
+    """A chip model with fixed rules: the hardware model must state the same ones."""
+    for key, value in expected.items():
+        got = getattr(hw.neuron, key)
+        if got != value:
+            raise NeuroccError(f"{hw.path}: neuron.{key} = {got!r}, but the {model} neuron model has {value!r}")
+
+
+@dataclass(frozen=True)
+class NeuronModel:
+    """Base of the neuron models: the fields every model has."""
+    semantics: ClassVar[str]
+    threshold: float = 1.0       # [state units]
+    v0: float = 0.0              # [fraction of threshold] V(0) = v0 * threshold (rounded in integer mode)
+    input_shift: int = 0         # [bits] synaptic input x 2^input_shift
+
+    def replace(self, **changes) -> "NeuronModel":
+        return dataclasses.replace(self, **changes)
+
+    def init_state(self, bias: torch.Tensor, batch: int, dtype: torch.dtype) -> dict:
+        """The state at t = 0 for ``batch`` samples; ``bias`` has the population's shape."""
+        integer = dtype == torch.int64
+        v0 = int(round(self.v0 * self.threshold)) if integer else self.v0 * self.threshold
+        shape = (batch,) + tuple(bias.shape)
+        return {"v": torch.full(shape, v0, dtype=dtype, device=bias.device), "bias": bias,
+                "fired": torch.empty(shape, dtype=torch.bool, device=bias.device)}
+
+    def step(self, state: dict, drive: torch.Tensor, t: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def as_nliaf(self) -> Optional["IF"]:
+        """The ideal NL-IAF neuron this model is (for the fused kernel), or None."""
+        return None
+
+
+@dataclass(frozen=True)
+class IF(NeuronModel):
+    """The ideal non-leaky integrate-and-fire neuron (NL-IAF; bayesian-fusion §2, anytime-perception §3).
+
+        V <- fit(V + (I + b))               I the drive, b the bias; fit wraps or saturates to state_bits
+        s = V >= theta   (or V > theta)
+        V <- V - theta * s   (reset "subtract")   or   V <- 0 where s   (reset "zero")
+
+    ``state_bits`` = 0 is an unbounded state (float mode, and the integer read-outs).
+    """
+    semantics: ClassVar[str] = "nliaf"
+    reset: str = "subtract"
+    compare: str = ">="
+    state_bits: int = 0          # [bits] width of the signed V; 0: unbounded
+    overflow: str = "saturate"
+
+    def __post_init__(self):
+        _check("reset", self.reset, RESET_MODES)
+        _check("compare", self.compare, COMPARES)
+        _check("overflow", self.overflow, OVERFLOWS)
+
+    @classmethod
+    def from_hwmodel(cls, hw, threshold: float, v0: float, reset: str) -> "IF":
+        if hw.neuron.refractory_steps or hw.neuron.leak_shift:
+            raise NeuroccError(f"{hw.path}: the {cls.semantics} neuron model has no refractory period and no leak")
+        return cls(threshold=threshold, v0=v0, input_shift=hw.neuron.input_shift, reset=reset,
+                   compare=hw.neuron.spike_compare, state_bits=hw.neuron.state_bits, overflow=hw.neuron.overflow)
+
+    def as_nliaf(self) -> "IF":
+        return self
+
+    def step(self, state: dict, drive: torch.Tensor, t: int) -> torch.Tensor:
+        v, fired = state["v"], state["fired"]
+        v.add_(drive + state["bias"])
+        threshold = self.threshold
+        if v.dtype == torch.int64:
+            fit(v, self.state_bits, self.overflow)
+            threshold = int(threshold)
+        if self.compare == ">=":
+            torch.ge(v, threshold, out=fired)
+        else:
+            torch.gt(v, threshold, out=fired)
+        if self.reset == "subtract":
+            v.sub_(fired.to(v.dtype), alpha=threshold)
+        else:
+            v.masked_fill_(fired, 0)
+        return fired
+
+
+@dataclass(frozen=True)
+class TrueNorth(IF):
+    """A TrueNorth neuron with linear reset (NeMo ``tn_neuron.c``, gamma = 1) and the leak as a constant input.
+
+        V <- sat(V + I + lambda)            lambda the leak, carried as the bias; 20-bit saturating V
+        s = V >= alpha;  V <- V - alpha * s
+
+    That is the integer NL-IAF update (``IF``), which is what it runs; the type keeps the chip's identity
+    for its core mapping and cost model. Weights reach it through 4 axon types (see hwmodels/truenorth.toml).
+    """
+    semantics: ClassVar[str] = "truenorth"
+
+
+@dataclass(frozen=True)
+class LoihiLIF(NeuronModel):
+    """Loihi's LIF as lava-nc 0.10.0's bit-accurate ``PyLifModelBitAcc`` computes it (FACTS.md §5.1).
+
+        u <- wrap24( sign(u (4096 - du - 1)) (|u (4096 - du - 1)| >> 12) + a )      a = Dense sum << 6
+        v <- clip( sign(v (4096 - dv)) (|v (4096 - dv)| >> 12) + u + bias, -2^23 + 1, 2^23 - 1 )
+        s = v > vth << 6;  v <- 0 where s   (u is not reset)
+
+    ``threshold`` is vth << 6 [state units]; ``du``, ``dv`` are the 12-bit current and voltage decays
+    (4095: no current memory; 0: no voltage leak). The bias is added to v, not to the drive.
+    """
+    semantics: ClassVar[str] = "loihi"
+    du: int = 4095
+    dv: int = 0
+
+    @classmethod
+    def from_hwmodel(cls, hw, threshold: float, v0: float, reset: str) -> "LoihiLIF":
+        _require(hw, "loihi", state_bits=24, spike_compare=">", reset="zero", refractory_steps=0, leak_shift=0)
+        return cls(threshold=threshold, v0=v0, input_shift=hw.neuron.input_shift)
+
+    def init_state(self, bias, batch, dtype):
+        state = super().init_state(bias, batch, dtype)
+        state["u"] = torch.zeros_like(state["v"])
+        return state
+
+    def step(self, state, drive, t):
+        u, v, fired = state["u"], state["v"], state["fired"]
+        u.copy_(fit(_decay(u, 4096 - self.du - 1) + drive, 24, "wrap"))
+        v.copy_(_decay(v, 4096 - self.dv) + u + state["bias"])
+        v.clamp_(-(2 ** 23) + 1, 2 ** 23 - 1)
+        torch.gt(v, int(self.threshold), out=fired)
+        v.masked_fill_(fired, 0)
+        return fired
+
+
+def _decay(x: torch.Tensor, keep: int) -> torch.Tensor:
+    """sign(x * keep) * (|x * keep| >> 12): Loihi's decay, rounding toward zero."""
+    y = x * keep
+    return torch.sign(y) * (y.abs() >> 12)
+
+
+@dataclass(frozen=True)
+class SpinnakerLIF(NeuronModel):
+    """sPyNNaker's LIF with delta synapses (``neuron_model_lif_impl.h``), all values s16.15 bits.
+
+    With R = 2^k and exp_TC = 1 - 2^-k (k = ``leak_shift``), V_rest = V_reset = 0:
+
+        if refract_timer <= 0:  alpha = (I + I_offset) * R;  V <- alpha - exp_TC * (alpha - V)
+        else:                   refract_timer -= 1          (the step's input is dropped)
+        s = V >= threshold;  then V <- 0, refract_timer <- refractory   where s
+
+    "*" is spinn_common's ``__stdfix_smul_k_round_nearest``: (a b + 2^14) >> 15, saturated to 32 bits;
+    the additions wrap (GCC accum arithmetic). I_offset is the population's bias.
+    """
+    semantics: ClassVar[str] = "spinnaker"
+    leak_shift: int = 0          # k: exp_TC = 1 - 2^-k, R = 2^k [MOhm at dt = 1 ms]
+    refractory: int = 0          # [steps] after a spike
+
+    @classmethod
+    def from_hwmodel(cls, hw, threshold: float, v0: float, reset: str) -> "SpinnakerLIF":
+        _require(hw, "spinnaker", state_bits=32, overflow="wrap", spike_compare=">=", reset="zero")
+        return cls(threshold=threshold, v0=v0, input_shift=hw.neuron.input_shift, leak_shift=hw.neuron.leak_shift,
+                   refractory=hw.neuron.refractory_steps)
+
+    def init_state(self, bias, batch, dtype):
+        state = super().init_state(bias, batch, dtype)
+        state["timer"] = torch.zeros_like(state["v"])
+        return state
+
+    def step(self, state, drive, t):
+        v, timer, fired = state["v"], state["timer"], state["fired"]
+        r_membrane = 2 ** (15 + self.leak_shift)
+        exp_tc = 2 ** 15 - 2 ** (15 - self.leak_shift)
+        alpha = _mul_round(drive + state["bias"], r_membrane)
+        closed_form = fit(alpha - _mul_round(alpha - v, exp_tc), 32, "wrap")
+        active = timer <= 0
+        v.copy_(torch.where(active, closed_form, v))
+        timer.sub_((~active).to(timer.dtype))
+        torch.ge(v, int(self.threshold), out=fired)
+        v.masked_fill_(fired, 0)
+        timer.masked_fill_(fired, self.refractory)
+        return fired
+
+
+def _mul_round(a: torch.Tensor, b) -> torch.Tensor:
+    """s16.15 multiply rounded to nearest (half up) and saturated: spinn_common's __stdfix_smul_k_round_nearest."""
+    return ((a * b + (1 << 14)) >> 15).clamp_(-(2 ** 31), 2 ** 31 - 1)
+
+
+MODELS: dict[str, type] = {cls.semantics: cls for cls in (IF, TrueNorth, LoihiLIF, SpinnakerLIF)}
+
+
+def from_hwmodel(hw, threshold: float, v0: float, reset: str) -> NeuronModel:
+    """The spiking neuron of hardware model ``hw`` with an integer ``threshold`` [state units]."""
+    return MODELS[hw.semantics].from_hwmodel(hw, threshold=threshold, v0=v0, reset=reset)
