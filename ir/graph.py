@@ -48,6 +48,20 @@ class Graph:
         out.nx = self.nx.copy()
         return out
 
+    def __eq__(self, other) -> bool:
+        """Equal by value: level, inputs, outputs, meta, node names, shapes and payloads, and every edge."""
+        if not isinstance(other, Graph):
+            return NotImplemented
+
+        def edges(g):
+            return sorted(((u, v, k, tuple(sorted(d.items()))) for u, v, k, d in g.nx.edges(keys=True, data=True)),
+                          key=lambda e: e[:3])
+        return (self.level == other.level and self.inputs == other.inputs and self.outputs == other.outputs
+                and self.meta == other.meta and dict(self.nx.nodes(data=True)) == dict(other.nx.nodes(data=True))
+                and edges(self) == edges(other))
+
+    __hash__ = None
+
     # queries
     def __contains__(self, name: str) -> bool:
         return name in self.nx

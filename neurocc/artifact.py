@@ -27,7 +27,7 @@ from neurocc.ir.serialize import from_dict, to_dict
 from neurocc.options import CompileOptions
 
 FORMAT = "neurocc-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass

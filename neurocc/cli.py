@@ -1,6 +1,7 @@
 """The ``neurocc`` command line: compile | run | inspect.
 
-Exit codes: 0 success, 1 internal error (a bug: please report it), 2 bad input or usage.
+Exit codes: 0 success, 1 internal error (a bug: please report it; one line, the traceback with -v),
+2 bad input or usage (one line).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -411,6 +413,13 @@ def main(argv=None) -> int:
     except BrokenPipeError:             # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as e:              # a bug in neurocc (a failed pass says which passes ran before it)
+        if args.verbose:
+            traceback.print_exc()
+        what = " ".join(str(e).split()) or type(e).__name__
+        hint = "" if args.verbose else "; run with -v for the traceback"
+        print(f"neurocc: internal error (a bug in neurocc, please report it): {what}{hint}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import MNIST8
-from neurocc.artifact import read_artifact, write_artifact
+from neurocc.artifact import FORMAT_VERSION, read_artifact, write_artifact
 from neurocc.errors import NeuroccError
 from neurocc.frontend.onnx import load_onnx
 from neurocc.ir.executor import run_ann, run_rate
@@ -33,6 +33,7 @@ def _write(path, compiled):
 def test_round_trip_is_exact(tmp_path, compiled):
     result = compiled[0]
     art = read_artifact(_write(tmp_path / "a.ncc", compiled))
+    assert art.snn == result.snn and art.ann == result.ann          # every payload, array and edge by value
     assert dump(art.snn) == dump(result.snn) and dump(art.ann) == dump(result.ann)
     assert art.options == compiled[2]
     x = np.random.default_rng(1).random((3, 1, 28, 28), dtype=np.float32)
@@ -55,7 +56,7 @@ def test_failed_write_leaves_nothing(tmp_path, compiled):
 def test_unknown_format_version_is_refused(tmp_path, compiled):
     path = _write(tmp_path / "c.ncc", compiled)
     m = json.loads((path / "manifest.json").read_text())
-    m["format_version"] = 2
+    m["format_version"] = FORMAT_VERSION + 1
     (path / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(NeuroccError, match="format version 2"):
+    with pytest.raises(NeuroccError, match=f"format version {FORMAT_VERSION + 1}"):
         read_artifact(path)

@@ -51,7 +51,7 @@ def test_help_shows_an_example():
 
 def test_compile_writes_a_versioned_artifact(artifact):
     manifest = json.loads((artifact / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["target"] == "reference"
+    assert manifest["format_version"] == 2 and manifest["target"] == "reference"
     assert manifest["passes"] == ["canonicalize", "fold_batchnorm", "calibrate", "lower_to_snn", "normalize"]
     import hashlib
     assert manifest["source"]["sha256"] == hashlib.sha256(MNIST8.read_bytes()).hexdigest()

@@ -48,10 +48,26 @@ def test_optimize_never_worsens_the_objective_and_keeps_the_ann_function(digits,
 
 
 def test_optimize_judges_integer_targets_after_quantisation(digits, digits_onnx):
-    _, result = _compile(digits_onnx, digits, optimize=5, target="spinnaker")
+    """On SpiNNaker (reset to zero, a refractory step) the objective the search reports is the one the
+    quantised network measures, not the float one: before the search from the normalised start, after it
+    from the returned integer network (already quantised: simulated as it is)."""
+    from neurocc.hwmodels import load_hwmodel
+    from neurocc.passes.quantize import quantize
+    xtr, ytr, _, _ = digits
+    graph, result = _compile(digits_onnx, digits, optimize=5, target="spinnaker")
     assert result.passes[-2:] == ["optimize", "quantize"]
     assert result.snn.meta["mode"] == "integer"
     report = result.snn.meta["optimization"]
+    start = compile_graph(graph, CompileContext(CompileOptions(), calib_x=xtr, calib_y=ytr)).snn   # normalised
+    ctx = CompileContext(CompileOptions(target="spinnaker"), hwmodel=load_hwmodel("spinnaker"))
+    ann = run_ann(graph, xtr[:64])[graph.outputs[0]].argmax(1).numpy()
+
+    def objective(finish):
+        return Objective(xtr[:64], ytr[:64], float(np.mean(ann == ytr[:64])), 8, tuple(report["weights"]), finish)
+    integer, floating = objective(lambda g: quantize(g, ctx)), objective(lambda g: g)
+    assert integer.loss(integer.terms(start)) == pytest.approx(report["objective_before"], abs=1e-12)
+    assert floating.loss(floating.terms(start)) != pytest.approx(report["objective_before"], abs=1e-3)
+    assert floating.loss(floating.terms(result.snn)) == pytest.approx(report["objective_after"], abs=1e-12)
     assert report["objective_after"] <= report["objective_before"]
 
 

@@ -158,11 +158,23 @@ def test_rescaling_a_channel_changes_only_its_rate(tmp_path):
 
 
 def test_residual_add_relu_is_one_population_fed_by_both_paths(tmp_path):
+    """Each block's Add + ReLU is one population with two projections: the block's second convolution from
+    the block's inner population, and the weightless shortcut from the block's input population."""
     graph, _ = load_onnx(_export(torch_models()["resnet_block_bn"], tmp_path))
-    snn = _compile(graph, rand(16, 3, 12, 12)).snn
-    fan_in = [snn.nx.in_degree(n) for n in snn.nodes() if isinstance(snn.payload(n), Population)]
-    assert fan_in.count(2) == 2          # the two blocks' Add + ReLU
-    assert snn.summary().count("Population") == 1
+    result = _compile(graph, rand(16, 3, 12, 12))
+    snn, ann = result.snn, result.ann
+    adds = [n for n in ann.nodes() if isinstance(ann.payload(n), ops.Add)]
+    assert len(adds) == 2
+    for add in adds:
+        (relu,) = ann.consumers(add)
+        conv_in, shortcut_in = ann.inputs_of(add)               # conv2 (after BN folding) and the block input
+        inner = ann.inputs_of(conv_in)[0]                       # the block's first ReLU
+        (pop,) = [n for n in snn.nodes() if getattr(snn.payload(n), "source_node", None) == relu]
+        incoming = {src: proj for src, _, proj in snn.projections(pop)}
+        assert set(incoming) == {inner, shortcut_in} and snn.nx.in_degree(pop) == 2
+        (conv,) = [op for op in incoming[inner].ops if isinstance(op, ops.Conv)]
+        assert conv.weight.shape == (8, 8, 3, 3)
+        assert not any(isinstance(op, (ops.Conv, ops.Gemm)) for op in incoming[shortcut_in].ops)
 
 
 def test_verifier_rejects_inconsistent_graphs():

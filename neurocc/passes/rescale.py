@@ -132,9 +132,13 @@ def scale_chain(chain: tuple, src_shape: tuple, src_scale, dst_scale) -> tuple:
     for i, op in enumerate(chain):
         s = _forward(op, s, shapes[i])
     factor = s * d
+    out_shape = shapes[-1]
+    last = chain[-1] if chain else None
+    if isinstance(last, ops.Affine) and last.shift is None and last.scale is not None:
+        # the chain's own per-channel scale (an earlier rescale) takes the new factor: one scale, not two in a row
+        chain, factor = chain[:-1], np.asarray(last.scale, np.float64).reshape(-1) * factor
     if np.all(factor == factor.flat[0]):
         return chain + (ops.Affine(scale=np.float32(factor.flat[0])),)
-    out_shape = shapes[-1]
     return chain + (ops.Affine(scale=factor.astype(np.float32).reshape((-1,) + (1,) * (len(out_shape) - 1))),)
 
 
