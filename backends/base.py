@@ -8,7 +8,7 @@ The registry of both is ``neurocc.backends``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
@@ -52,9 +52,6 @@ class Resources:
     limits: dict                    # the hardware model's limits the counts were checked against
     over_limits: tuple              # one readable line per population that breaks a limit
     method: str
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class Backend(Protocol):

@@ -1,6 +1,6 @@
 """Load a hardware model TOML into frozen dataclasses; every number carries its source.
 
-A file has ``name``, ``description``, ``semantics`` and the tables ``limits``, ``weights``, ``neuron``,
+A file has ``name``, ``description``, ``semantics`` (a neuron model of ``neurocc.ir.neurons.MODELS``) and the tables ``limits``, ``weights``, ``neuron``,
 ``timing`` and ``energy``; every entry of a table is ``{ value = ..., source = "..." }``. A missing,
 extra or wrongly typed key is a ``HwModelError`` that names it.
 """
@@ -19,7 +19,6 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 HERE = Path(__file__).parent
-SEMANTICS = ("nliaf", "loihi", "spinnaker", "truenorth")
 
 
 class HwModelError(NeuroccError):
@@ -149,8 +148,9 @@ def load_hwmodel_file(path: str | Path) -> HwModel:
     for key in ("name", "description", "semantics"):
         if not isinstance(doc.get(key), str):
             raise HwModelError(f"{path}: missing string key {key!r}")
-    if doc["semantics"] not in SEMANTICS:
-        raise HwModelError(f"{path}: semantics {doc['semantics']!r} is not one of {SEMANTICS}")
+    from neurocc.ir.neurons import MODELS         # the neuron models define the semantics there are
+    if doc["semantics"] not in MODELS:
+        raise HwModelError(f"{path}: semantics {doc['semantics']!r} is not one of {tuple(MODELS)}")
     extra = set(doc) - {"name", "description", "semantics"} - set(_TABLES)
     if extra:
         raise HwModelError(f"{path}: unknown key {sorted(extra)[0]!r}")

@@ -2,10 +2,10 @@
 
 A coding is part of the compiled network (``InputSource.coding``, stored in the artifact) and can be
 overridden at run time. ``encode(x, sample_ids, steps)`` takes x / scale, shape (B, ...), the samples'
-global indices and the step indices (1-based, a block of them) and returns ``(values, constant)``:
-values (T, B, ...), or (1, B, ...) with ``constant`` set when the input does not change over time. It
-sees the step indices, so a coding whose value depends on the step (phase coding's per-step weights)
-fits the same call; every backend encodes through it, so all see the same input.
+global indices and the step indices (1-based, a block of them) and returns the input of those steps,
+(T, B, ...), or (1, B, ...) for a coding that is ``constant`` over time (and is then a current, not
+spikes). It sees the step indices, so a coding whose value depends on the step (phase coding's per-step
+weights) fits the same call; every backend encodes through it, so all see the same input.
 """
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 class Analog:
     """A constant current: x / scale at every step (not counted as spikes)."""
     name: ClassVar[str] = "analog"
+    constant: ClassVar[bool] = True
 
-    def encode(self, x: torch.Tensor, sample_ids: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        return x[None], True
+    def encode(self, x: torch.Tensor, sample_ids: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        return x[None]
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,11 @@ class Poisson:
     (``poisson_spikes``), so a sample's spikes do not depend on its batch, the device or the time blocking.
     """
     name: ClassVar[str] = "poisson"
+    constant: ClassVar[bool] = False
     seed: int = 0
 
     def encode(self, x, sample_ids, steps):
-        return poisson_spikes(x, sample_ids, steps, self.seed), False
+        return poisson_spikes(x, sample_ids, steps, self.seed)
 
 
 CODINGS: dict[str, type] = {cls.name: cls for cls in (Analog, Poisson)}

@@ -59,6 +59,7 @@ def _require(hw, model: str, **expected) -> None:
 class NeuronModel:
     """Base of the neuron models: the fields every model has."""
     semantics: ClassVar[str]
+    fixed_reset: ClassVar[bool] = True     # the chip resets one way (its hardware model's neuron.reset)
     threshold: float = 1.0       # [state units]
     v0: float = 0.0              # [fraction of threshold] V(0) = v0 * threshold (rounded in integer mode)
     input_shift: int = 0         # [bits] synaptic input x 2^input_shift
@@ -93,6 +94,7 @@ class IF(NeuronModel):
     ``state_bits`` = 0 is an unbounded state (float mode, and the integer read-outs).
     """
     semantics: ClassVar[str] = "nliaf"
+    fixed_reset: ClassVar[bool] = False
     reset: str = "subtract"
     compare: str = ">="
     state_bits: int = 0          # [bits] width of the signed V; 0: unbounded
@@ -142,6 +144,7 @@ class TrueNorth(IF):
     for its core mapping and cost model. Weights reach it through 4 axon types (see hwmodels/truenorth.toml).
     """
     semantics: ClassVar[str] = "truenorth"
+    fixed_reset: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)

@@ -55,15 +55,15 @@ class InputSource(ValueEquality):
     coding: object = Analog()           # ir.coding: Analog, Poisson
 
     def encode(self, x: torch.Tensor, sample_ids: torch.Tensor, steps: torch.Tensor, integer: bool,
-               coding=None) -> tuple[torch.Tensor, bool]:
-        """(values (T or 1, B, ...), constant) of this input for the step indices ``steps`` (see ``ir.coding``);
-        ``coding`` overrides the compiled one. Integer mode computes in float64 and returns integers."""
-        coding = coding or self.coding
+               coding=None) -> torch.Tensor:
+        """The input of the step indices ``steps``, (T, B, ...) or (1, B, ...) for a constant coding (see
+        ``ir.coding``); ``coding`` overrides the compiled one. Integer mode computes in float64 and returns
+        integers."""
         xs = (x.double() / self.scale).clamp(-1.0, 1.0) if integer else x / self.scale
-        values, constant = coding.encode(xs, sample_ids, steps)
+        values = (coding or self.coding).encode(xs, sample_ids, steps)
         if integer:
             values = torch.round(values * 2.0 ** self.bits)
-        return values.to(x.dtype), constant
+        return values.to(x.dtype)
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from neurocc import __version__
+from neurocc.backends import TARGETS
 from neurocc.errors import NeuroccError
 from neurocc.fileio import atomic_directory
 from neurocc.ir import Graph
@@ -89,6 +90,9 @@ def read_artifact(path: str | Path) -> Artifact:
         raise NeuroccError(f"{path}/manifest.json is unreadable: {e}") from None
     if manifest.get("format") != FORMAT:
         raise NeuroccError(f"{path}: manifest format {manifest.get('format')!r} is not {FORMAT!r}")
+    if manifest.get("target") not in TARGETS:
+        raise NeuroccError(f"{path}: the artifact's target {manifest.get('target')!r} is not one of neurocc "
+                           f"{__version__}'s ({', '.join(TARGETS)})")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise NeuroccError(f"{path}: artifact format version {manifest.get('format_version')!r} is not supported "
                            f"by neurocc {__version__} (it reads version {FORMAT_VERSION}); recompile the model")

@@ -223,6 +223,7 @@ def cmd_run(args) -> int:
     trace = backend.run(art.snn, x, args.steps, batch_size=args.batch_size, device=args.device, coding=coding,
                         progress=_progress(args.quiet, "simulating"))
     elapsed = time.perf_counter() - t0
+    log.info("trace: %.1f MB (%d samples x %d steps)", trace.nbytes() / 2 ** 20, trace.samples, trace.steps)
     summary = summarize(trace, art.snn.outputs, ann_pred, y)
 
     steps = report_steps(args.steps) if not args.report_steps else sorted(

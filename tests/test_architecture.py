@@ -207,14 +207,14 @@ def test_the_input_coding_is_compiled_into_the_artifact_and_run_can_override_it(
     assert compiled.spikes["Input3"].sum() == pytest.approx(6 * docs[""]["spikes_per_population"]["Input3"])
 
 
-def test_analog_coding_is_one_constant_value_per_sample():
+def test_integer_coded_inputs_carry_the_full_input_scale():
     x = torch.tensor([[0.5, -1.0, 2.0]])
     src = InputSource(shape=(3,), scale=2.0, bits=8)
-    values, constant = src.encode(x, torch.tensor([0]), torch.arange(1, 5), integer=True)
-    assert constant and values.tolist() == [[[64.0, -128.0, 256.0]]]          # x / scale * 2^8, saturated
-    spikes, constant = src.encode(x, torch.tensor([0]), torch.arange(1, 5), integer=True, coding=Poisson(seed=1))
-    assert not constant and spikes.shape == (4, 1, 3) and set(spikes.unique().tolist()) <= {-256.0, 0.0, 256.0}
-    assert Analog().encode(x, None, None)[1]
+    values = src.encode(x, torch.tensor([0]), torch.arange(1, 5), integer=True)
+    assert Analog.constant and values.tolist() == [[[64.0, -128.0, 256.0]]]          # x / scale * 2^8, saturated
+    spikes = src.encode(x, torch.tensor([0]), torch.arange(1, 5), integer=True, coding=Poisson(seed=1))
+    assert not Poisson.constant and spikes.shape == (4, 1, 3)
+    assert set(spikes.unique().tolist()) == {-256.0, 0.0, 256.0}                      # a spike carries 2^8
 
 
 # ------------------------------------------------------------------------------------ raw traces

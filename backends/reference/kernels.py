@@ -1,11 +1,11 @@
 """A fused CPU kernel for the NL-IAF update over a block of steps (numba).
 
-The per-step PyTorch update (``neurocc.ir.neurons.IF.step``) makes four to six passes over the population's memory per
-step plus the recorder's sums. This kernel does the same arithmetic, in the same order and dtype, for
-all steps of a block in one pass over memory, and it counts the spikes and synaptic events (spikes x
-fan-out) of every step as it goes. It is used on the CPU for the
-NL-IAF neuron models (``IF`` and ``TrueNorth``, float and integer); the test suite checks it against
-``IF.step`` spike for spike. Loihi and SpiNNaker neurons, spike read-outs and CUDA keep the PyTorch path.
+The per-step PyTorch update (``neurocc.ir.neurons.IF.step``) makes four to six passes over the
+population's memory per step plus the recorder's sums. This kernel does the same arithmetic, in the same
+order and dtype, for all steps of a block in one pass over memory, and it counts the spikes and synaptic
+events (spikes x fan-out) of every step and sample as it goes. It is used on the CPU for the NL-IAF neuron
+models (``IF`` and ``TrueNorth``, float and integer); the test suite checks it against ``IF.step`` spike
+for spike. Loihi and SpiNNaker neurons, spike read-outs and CUDA keep the PyTorch path.
 
 Per neuron and step:
     d = I[t] + bias;  V <- fit(V + d);  s = V >= theta (or > theta);  V <- V - theta s  (or 0 if s)

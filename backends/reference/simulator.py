@@ -97,8 +97,8 @@ class _BatchRun:
         self.counts = {n: torch.zeros((self.b,) + g.shape(n), dtype=sim.dtype, device=sim.device)
                        for n in g.outputs if g.payload(n).readout == "spike"}
 
-    def _source(self, name: str, t0: int, t1: int) -> tuple[torch.Tensor, bool]:
-        """(values of an input source for steps t0+1..t1, constant-over-time flag)."""
+    def _source(self, name: str, t0: int, t1: int) -> torch.Tensor:
+        """The values of an input source for steps t0+1..t1 ((1, B, ...) for a constant coding)."""
         steps = torch.arange(t0 + 1, t1 + 1, dtype=torch.int64)
         return self.sim.graph.payload(name).encode(self.x, self.ids, steps, self.sim.integer, self.sim.coding)
 
@@ -114,7 +114,7 @@ class _BatchRun:
         for name in sim.order:
             node = g.payload(name)
             if isinstance(node, InputSource):
-                spikes[name], constant[name] = self._source(name, t0, t1)
+                spikes[name], constant[name] = self._source(name, t0, t1), sim.constant_input(name)
                 if not constant[name]:
                     record.spikes(name, spikes[name])
                 continue
@@ -300,7 +300,7 @@ class Simulator:
                     self.max_delay[u] = max(self.max_delay.get(u, 0), p.delay)
         self.spiking = [n for n in self.order if isinstance(graph.payload(n), Population)
                         and graph.payload(n).readout == "spike"]
-        self.spiking = [n for n in graph.inputs if not self._constant_input(n)] + self.spiking
+        self.spiking = [n for n in graph.inputs if not self.constant_input(n)] + self.spiking
         self.fanout, self.count_dtype = {}, {}
         for n in self.spiking:
             size = int(np.prod(graph.shape(n)))
@@ -314,11 +314,9 @@ class Simulator:
         self._checked: set = set()
         self.exact_parts = {key: self._exact_parts(key, gate, chain) for key, gate, chain in self._integer_chains()}
 
-    def _constant_input(self, name: str) -> bool:
+    def constant_input(self, name: str) -> bool:
         """Whether the input ``name`` is a constant current (no spikes to count) under the run's coding."""
-        x = torch.zeros((1,) + self.graph.shape(name))
-        return self.graph.payload(name).encode(x, torch.zeros(1, dtype=torch.int64), torch.arange(1, 2),
-                                               False, self.coding)[1]
+        return (self.coding or self.graph.payload(name).coding).constant
 
     def kernel_constants(self, name: str, node: Population) -> tuple:
         """(bias, fan-out, threshold) of a population for the fused kernel, in its memory order and dtype."""

@@ -33,7 +33,7 @@ import torch
 from neurocc.errors import NeuroccError
 from neurocc.ir import Graph, ops
 from neurocc.ir.executor import run_rate
-from neurocc.ir.neurons import IF, from_hwmodel
+from neurocc.ir.neurons import IF, MODELS, from_hwmodel
 from neurocc.ir.snn import InputSource, Population, Projection
 
 from .rescale import scale_chain
@@ -214,7 +214,7 @@ def _choose_vth(name: str, node: Population, incoming: list, hw) -> int:
 def quantize(graph: Graph, ctx) -> Graph:
     """Map weights, thresholds, biases and V0 onto the target's integer formats from one scale per population."""
     hw = ctx.hwmodel
-    fixed_reset = hw.semantics != "nliaf"           # chips reset as their hardware does
+    fixed_reset = MODELS[hw.semantics].fixed_reset           # chips reset as their hardware does
     if fixed_reset and ctx.options.reset not in (None, hw.neuron.reset):
         raise NeuroccError(f"{hw.name} neurons reset {hw.neuron.reset!r} ({hw.source('neuron.reset')}); "
                            f"--reset {ctx.options.reset} is not available on this target")
