@@ -60,6 +60,7 @@ class NeuronModel:
     """Base of the neuron models: the fields every model has."""
     semantics: ClassVar[str]
     fixed_reset: ClassVar[bool] = True     # the chip resets one way (its hardware model's neuron.reset)
+    extra_state: ClassVar[tuple] = ()      # state variables besides V, zero at t = 0
     threshold: float = 1.0       # [state units]
     v0: float = 0.0              # [fraction of threshold] V(0) = v0 * threshold (rounded in integer mode)
     input_shift: int = 0         # [bits] synaptic input x 2^input_shift
@@ -72,8 +73,10 @@ class NeuronModel:
         integer = dtype == torch.int64
         v0 = int(round(self.v0 * self.threshold)) if integer else self.v0 * self.threshold
         shape = (batch,) + tuple(bias.shape)
-        return {"v": torch.full(shape, v0, dtype=dtype, device=bias.device), "bias": bias,
-                "fired": torch.empty(shape, dtype=torch.bool, device=bias.device)}
+        state = {"v": torch.full(shape, v0, dtype=dtype, device=bias.device), "bias": bias,
+                 "fired": torch.empty(shape, dtype=torch.bool, device=bias.device)}
+        state.update({name: torch.zeros(shape, dtype=dtype, device=bias.device) for name in self.extra_state})
+        return state
 
     def step(self, state: dict, drive: torch.Tensor, t: int) -> torch.Tensor:
         raise NotImplementedError
@@ -159,6 +162,7 @@ class LoihiLIF(NeuronModel):
     (4095: no current memory; 0: no voltage leak). The bias is added to v, not to the drive.
     """
     semantics: ClassVar[str] = "loihi"
+    extra_state: ClassVar[tuple] = ("u",)
     du: int = 4095
     dv: int = 0
 
@@ -166,11 +170,6 @@ class LoihiLIF(NeuronModel):
     def from_hwmodel(cls, hw, threshold: float, v0: float, reset: str) -> "LoihiLIF":
         _require(hw, "loihi", state_bits=24, spike_compare=">", reset="zero", refractory_steps=0, leak_shift=0)
         return cls(threshold=threshold, v0=v0, input_shift=hw.neuron.input_shift)
-
-    def init_state(self, bias, batch, dtype):
-        state = super().init_state(bias, batch, dtype)
-        state["u"] = torch.zeros_like(state["v"])
-        return state
 
     def step(self, state, drive, t):
         u, v, fired = state["u"], state["v"], state["fired"]
@@ -202,6 +201,7 @@ class SpinnakerLIF(NeuronModel):
     the additions wrap (GCC accum arithmetic). I_offset is the population's bias.
     """
     semantics: ClassVar[str] = "spinnaker"
+    extra_state: ClassVar[tuple] = ("timer",)
     leak_shift: int = 0          # k: exp_TC = 1 - 2^-k, R = 2^k [MOhm at dt = 1 ms]
     refractory: int = 0          # [steps] after a spike
 
@@ -210,11 +210,6 @@ class SpinnakerLIF(NeuronModel):
         _require(hw, "spinnaker", state_bits=32, overflow="wrap", spike_compare=">=", reset="zero")
         return cls(threshold=threshold, v0=v0, input_shift=hw.neuron.input_shift, leak_shift=hw.neuron.leak_shift,
                    refractory=hw.neuron.refractory_steps)
-
-    def init_state(self, bias, batch, dtype):
-        state = super().init_state(bias, batch, dtype)
-        state["timer"] = torch.zeros_like(state["v"])
-        return state
 
     def step(self, state, drive, t):
         v, timer, fired = state["v"], state["timer"], state["fired"]

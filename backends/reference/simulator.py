@@ -1,8 +1,8 @@
 """The reference simulator: a batched, time-blocked torch simulation of an SNN-level graph.
 
 It implements exactly the semantics of ``neurocc.ir.snn``, each population's update being its neuron
-model's ``step`` (``neurocc.ir.neurons``) and the input its coding (``neurocc.ir.coding``). For speed it simulates
-population by population over a block of time steps: the projections of a block are one batched op
+model's ``step`` (``neurocc.ir.neurons``) and the input its coding (``neurocc.ir.coding``). For speed it
+simulates population by population over a block of time steps: the projections of a block are one batched op
 over (steps x samples) inputs, and only the membrane update loops over steps. Constant analog input
 is projected once per block. Blocks carry all state (membrane potentials, max-pool gate counts,
 delay lines), so the result does not depend on the block length. Blocks are kept small (a few steps
