@@ -60,3 +60,19 @@ class Trace:
         arrays = [*self.spikes.values(), *self.events.values(), *self.spike_trains.values()]
         arrays += [a for r in self.readouts.values() for a in (r.potential, r.count) if a is not None]
         return int(sum(a.nbytes for a in arrays))
+
+
+def trace_bytes(graph, steps: int, samples: int, coding_spikes: bool) -> int:
+    """The memory a ``Trace`` of ``graph`` takes for ``steps`` x ``samples`` (no spike trains): checked before a
+    run starts, so that a run that cannot hold its trace is refused at once. ``coding_spikes``: the input
+    is spike-coded (counted like a population)."""
+    from neurocc.ir.snn import Population
+
+    spiking = sum(1 for n in graph.nodes() if isinstance(graph.payload(n), Population)
+                  and graph.payload(n).readout == "spike") + (len(graph.inputs) if coding_spikes else 0)
+    per_step = 16 * spiking
+    for out in graph.outputs:
+        classes = int(np.prod(graph.shape(out)))
+        per_step += classes * (8 if graph.meta.get("mode") == "integer" else 4)
+        per_step += classes * 8 if graph.payload(out).readout == "spike" else 0
+    return steps * samples * per_step

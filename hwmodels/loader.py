@@ -89,6 +89,19 @@ class HwModel:
 
 
 _TABLES = {"limits": Limits, "weights": WeightFormat, "neuron": NeuronFormat, "timing": Timing, "energy": Energy}
+# The range of every number (inclusive): what the formats can mean and neurocc's int64 arithmetic can hold.
+_RANGES = {
+    ("limits", "neurons_per_core"): (1, 2 ** 30), ("limits", "fan_in_per_core"): (1, 2 ** 40),
+    ("limits", "fan_out_per_core"): (1, 2 ** 40), ("limits", "cores_per_chip"): (1, 2 ** 30),
+    ("weights", "magnitude_bits"): (1, 24), ("weights", "exponent_min"): (-32, 32),
+    ("weights", "exponent_max"): (-32, 32), ("weights", "levels_per_channel"): (0, 2 ** 10),
+    ("neuron", "state_bits"): (2, 48), ("neuron", "threshold_bits"): (2, 32), ("neuron", "threshold_shift"): (0, 16),
+    ("neuron", "bias_mantissa_bits"): (2, 32), ("neuron", "bias_exponent_bits"): (0, 5),
+    ("neuron", "input_shift"): (0, 16), ("neuron", "refractory_steps"): (0, 2 ** 10), ("neuron", "leak_shift"): (0, 15),
+    ("timing", "dt_ms"): (1e-6, 1e6), ("timing", "projection_delay_steps"): (0, 2 ** 10),
+    ("energy", "synaptic_event_pj"): (0.0, 1e9), ("energy", "neuron_update_pj"): (0.0, 1e9),
+    ("energy", "static_mw_per_core"): (0.0, 1e9),
+}
 _CHOICES = {("neuron", "overflow"): ("wrap", "saturate"), ("neuron", "reset"): ("zero", "subtract"),
             ("neuron", "spike_compare"): (">", ">="), ("weights", "exponent_scope"): ("projection", "population")}
 
@@ -130,8 +143,9 @@ def _table(path: str, doc: dict, name: str, cls) -> tuple:
         choices = _CHOICES.get((name, key))
         if choices and value not in choices:
             raise HwModelError(f"{where}: {value!r} is not one of {choices}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0 and "exponent" not in key:
-            raise HwModelError(f"{where}: must not be negative, got {value}")
+        bounds = _RANGES.get((name, key))
+        if bounds and not bounds[0] <= value <= bounds[1]:        # NaN fails both comparisons
+            raise HwModelError(f"{where}: {value!r} is outside {bounds[0]}..{bounds[1]}")
         values[key] = value
         sources[f"{name}.{key}"] = entry["source"]
     return cls(**values), sources
@@ -158,6 +172,9 @@ def load_hwmodel_file(path: str | Path) -> HwModel:
     for name, cls in _TABLES.items():
         parts[name], src = _table(str(path), doc, name, cls)
         sources.update(src)
+    if parts["weights"].exponent_min > parts["weights"].exponent_max:
+        raise HwModelError(f"{path}: weights.exponent_min {parts['weights'].exponent_min} is above "
+                           f"weights.exponent_max {parts['weights'].exponent_max}")
     return HwModel(name=doc["name"], description=doc["description"], semantics=doc["semantics"],
                    sources=sources, path=str(path), **parts)
 

@@ -14,11 +14,8 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
-
 from neurocc import __version__
 from neurocc.errors import NeuroccError
-from neurocc.hwmodels import load_hwmodel, load_hwmodel_file
 
 log = logging.getLogger("neurocc")
 
@@ -64,10 +61,12 @@ def _floats(values):
 
 # ----------------------------------------------------------------------------------------- compile
 def cmd_compile(args) -> int:
-    from neurocc.artifact import write_artifact
+    from neurocc.artifact import may_replace, write_artifact
     from neurocc.backends import BACKENDS, TARGETS
     from neurocc.data import load_data
+    from neurocc.fileio import output_folder
     from neurocc.frontend.onnx import load_onnx
+    from neurocc.hwmodels import load_hwmodel, load_hwmodel_file
     from neurocc.options import CompileOptions, Preprocess
     from neurocc.pipeline import ALL_PASS_NAMES, CompileContext, compile_graph
 
@@ -84,6 +83,9 @@ def cmd_compile(args) -> int:
                           optimize_weights=tuple(args.optimize_weights or ()), reset=args.reset, v0=args.v0,
                           readout=args.readout, coding=args.coding, coding_seed=args.seed,
                           calib_samples=args.calib_samples, batch_size=args.batch_size, preprocess=pre)
+    if not 0 <= args.warn_mass_lost <= 1:                # also refuses NaN
+        raise NeuroccError(f"--warn-mass-lost must be a fraction in [0, 1], got {args.warn_mass_lost}")
+    output_folder(args.output, may_replace)              # before any work: nothing is lost, nothing half-done
     target = TARGETS[opts.target]
     hw = None
     if args.hwmodel:
@@ -178,6 +180,7 @@ def _population_table(snn, res) -> str:
 
 def _artifact_resources(art):
     from neurocc.backends import BACKENDS, TARGETS
+    from neurocc.hwmodels import load_hwmodel
 
     target = TARGETS[art.manifest["target"]]
     hw = load_hwmodel(art.snn.meta["hwmodel"]) if "hwmodel" in art.snn.meta else None
@@ -186,13 +189,15 @@ def _artifact_resources(art):
 
 # --------------------------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
+    import numpy as np
     import torch
 
     from neurocc.artifact import read_artifact
     from neurocc.backends import BACKENDS, TARGETS
+    from neurocc.backends.trace import trace_bytes
     from neurocc.data import load_data
     from neurocc.evaluate import summarize
-    from neurocc.fileio import atomic_write
+    from neurocc.fileio import atomic_write, output_file
     from neurocc.ir.executor import run_ann
     from neurocc.report import plot_run, report_steps, run_table, table
 
@@ -202,14 +207,23 @@ def cmd_run(args) -> int:
         raise NeuroccError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.steps < 1:
         raise NeuroccError(f"--steps must be at least 1, got {args.steps}")
+    if args.seed is not None and not 0 <= args.seed < 2 ** 32:
+        raise NeuroccError(f"--seed must be in 0..2^32-1, got {args.seed}")
     for path in (args.plot, args.json):
-        if path and not Path(path).resolve().parent.exists():
-            raise NeuroccError(f"cannot write {path!r}: its folder does not exist")
+        if path:
+            output_file(path)                            # before the simulation, not after it
     art = read_artifact(args.artifact)
     opts = art.options
     backend = BACKENDS[args.backend or TARGETS[art.manifest["target"]].backend]
-    x, y = load_data(args.data, art.snn.shape(art.snn.inputs[0]), opts.preprocess, limit=args.limit)
+    first = art.snn.outputs[0]
+    x, y = load_data(args.data, art.snn.shape(art.snn.inputs[0]), opts.preprocess, limit=args.limit,
+                     classes=int(np.prod(art.snn.shape(first))))
     coding = _run_coding(art.snn, args.coding, args.seed)
+    need = trace_bytes(art.snn, args.steps, len(x), not (coding or art.snn.payload(art.snn.inputs[0]).coding).constant)
+    if need > _available_memory() // 2:
+        raise NeuroccError(f"{args.steps:,} steps x {len(x):,} samples need {need / 2 ** 30:,.1f} GiB for the trace, "
+                           f"more than half of the {_available_memory() / 2 ** 30:,.1f} GiB available; "
+                           "use fewer --steps or --limit")
 
     ann_pred = {o: [] for o in art.ann.outputs}
     for start in range(0, len(x), args.batch_size):
@@ -253,6 +267,18 @@ def cmd_run(args) -> int:
     if args.plot:
         atomic_write(args.plot, plot_run(summary, Path(args.artifact).name))
     return 0
+
+
+def _available_memory() -> int:
+    """Bytes of memory available to this process now (MemAvailable; the physical memory where it is unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _run_coding(snn, name, seed):
@@ -306,6 +332,7 @@ def cmd_inspect(args) -> int:
 
 
 def _formats_table(name: str) -> str:
+    from neurocc.hwmodels import load_hwmodel
     from neurocc.report import table
 
     hw = load_hwmodel(name)
@@ -409,7 +436,9 @@ def main(argv=None) -> int:
         print(f"neurocc: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("neurocc: interrupted", file=sys.stderr)
+        from neurocc.fileio import COMMITTED
+        done = f" after writing {', '.join(COMMITTED)} completely" if COMMITTED else "; nothing was written"
+        print(f"neurocc: interrupted{done}", file=sys.stderr)
         return 130
     except BrokenPipeError:             # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

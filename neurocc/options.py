@@ -1,7 +1,8 @@
 """``CompileOptions``: the one typed bag of options every pass reads."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
 import numpy as np
@@ -23,6 +24,12 @@ class Preprocess:
     input_scale: float = 1.0
     mean: tuple = ()
     std: tuple = ()
+
+    def __post_init__(self):
+        if not (math.isfinite(self.input_scale) and self.input_scale != 0):
+            raise NeuroccError(f"--input-scale must be a finite non-zero number, got {self.input_scale}")
+        if not all(math.isfinite(v) for v in self.mean + self.std) or any(v == 0 for v in self.std):
+            raise NeuroccError("--mean and --std must be finite numbers, --std non-zero")
 
     def apply(self, x):
         x = np.asarray(x, dtype=np.float32) * np.float32(self.input_scale)
@@ -64,7 +71,7 @@ class CompileOptions:
             raise NeuroccError(f"unknown normalisation {self.normalization!r}; use one of {NORMALIZATIONS}")
         if self.granularity not in GRANULARITIES:
             raise NeuroccError(f"unknown granularity {self.granularity!r}; use one of {GRANULARITIES}")
-        if not 0 < self.percentile <= 100:
+        if not 0 < self.percentile <= 100:          # also refuses NaN
             raise NeuroccError(f"--percentile must be in (0, 100], got {self.percentile}")
         if self.reset not in (None, "subtract", "zero"):
             raise NeuroccError(f"--reset must be subtract or zero, got {self.reset!r}")
@@ -74,8 +81,14 @@ class CompileOptions:
             raise NeuroccError(f"--coding must be one of {', '.join(CODINGS)}, got {self.coding!r}")
         if self.optimize < 0 or self.optimize_steps < 1 or self.optimize_samples < 1:
             raise NeuroccError("--optimize, --optimize-steps and --optimize-samples must be positive")
-        if self.optimize_weights and (len(self.optimize_weights) != 3 or min(self.optimize_weights) < 0):
-            raise NeuroccError("--optimize-weights takes three non-negative numbers: lambda_e lambda_l lambda_p")
+        if self.optimize_weights and (len(self.optimize_weights) != 3
+                                      or not all(0 <= w < math.inf for w in self.optimize_weights)):
+            raise NeuroccError("--optimize-weights takes three finite non-negative numbers: lambda_e lambda_l lambda_p")
+        for name, value in (("--batch-size", self.batch_size), ("--calib-samples", self.calib_samples)):
+            if value < 1:
+                raise NeuroccError(f"{name} must be at least 1, got {value}")
+        if not 0 <= self.coding_seed < 2 ** 32:
+            raise NeuroccError(f"--seed must be in 0..2^32-1, got {self.coding_seed}")
         if not 0.0 <= self.v0 < 1.0:
             raise NeuroccError(f"--v0 must be in [0, 1), got {self.v0}")
 
@@ -84,8 +97,21 @@ class CompileOptions:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CompileOptions":
+        """The options an artifact stored (``to_dict``): every field present, nothing else."""
         d = dict(d)
-        pre = d.pop("preprocess", {}) or {}
+        _exact_keys(d, cls, "options")
+        pre = d.pop("preprocess")
+        _exact_keys(pre, Preprocess, "options.preprocess")
         pre = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()})
-        d["optimize_weights"] = tuple(d.get("optimize_weights", ()))
+        d["optimize_weights"] = tuple(d["optimize_weights"])
         return cls(preprocess=pre, **d)
+
+
+def _exact_keys(d, cls, where: str) -> None:
+    if not isinstance(d, dict):
+        raise NeuroccError(f"{where} must be an object")
+    names = {f.name for f in fields(cls)}
+    for extra in sorted(set(d) - names):
+        raise NeuroccError(f"{where}: unknown option {extra!r}")
+    for missing in sorted(names - set(d)):
+        raise NeuroccError(f"{where}: option {missing!r} is missing")

@@ -104,12 +104,20 @@ def artifact(tmp_path_factory):
 
 
 def _tamper(artifact, tmp_path, edit):
+    """A copy of the artifact with snn.json edited and the manifest's sha256s updated to match (as a deliberate
+    edit would), so that the schema check, not the checksum, has to find the fault."""
+    import hashlib
     import shutil
     copy = tmp_path / "t.ncc"
     shutil.copytree(artifact, copy)
     doc = json.loads((copy / "snn.json").read_text())
     edit(doc)
     (copy / "snn.json").write_text(json.dumps(doc))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["snn.json"] = hashlib.sha256((copy / "snn.json").read_bytes()).hexdigest()
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    manifest["checksum"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
     return copy
 
 

@@ -11,6 +11,7 @@ import pytest
 from onnx import helper
 
 from conftest import MNIST8, make_model, rand, save
+from neurocc.artifact import FORMAT_VERSION
 from neurocc.cli import main
 
 
@@ -51,7 +52,7 @@ def test_help_shows_an_example():
 
 def test_compile_writes_a_versioned_artifact(artifact):
     manifest = json.loads((artifact / "manifest.json").read_text())
-    assert manifest["format_version"] == 2 and manifest["target"] == "reference"
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["target"] == "reference"
     assert manifest["passes"] == ["canonicalize", "fold_batchnorm", "calibrate", "lower_to_snn", "normalize"]
     import hashlib
     assert manifest["source"]["sha256"] == hashlib.sha256(MNIST8.read_bytes()).hexdigest()

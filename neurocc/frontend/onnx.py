@@ -209,6 +209,8 @@ def _conv(imp: _Importer):
     w = imp.const_input(1, "weight")
     b = imp.const_input(2, "bias", optional=True)
     kernel = tuple(imp.attr("kernel_shape", w.shape[2:]))
+    if w.ndim != 4 or kernel != tuple(w.shape[2:]):
+        imp.fail(f"kernel_shape {list(kernel)} does not match the weight's shape {list(w.shape)}")
     strides = tuple(imp.attr("strides", [1, 1]))
     dilations = tuple(imp.attr("dilations", [1, 1]))
     pads = _pads_2d(imp, imp.shape(x), kernel, strides, dilations)
@@ -395,7 +397,8 @@ def _reshape(imp: _Importer):
     x = imp.data_input(0)
     target = [int(d) for d in imp.const_input(1, "shape")]
     size = int(np.prod(imp.shape(x)))
-    if len(target) != 2 or target[1] not in (size, -1) or (target[1] == -1 and target[0] not in (0, 1, -1)):
+    if len(target) != 2 or target.count(-1) > 1 or target[1] not in (size, -1) or \
+            (target[1] == -1 and target[0] not in (0, 1)):
         imp.fail(f"only a reshape to 2-D (N x {size}) is supported, got target {target} for input {imp.shape(x)}")
     if len(imp.shape(x)) == 1:
         return _Value(node=x)
@@ -485,29 +488,87 @@ def _softmax(imp: _Importer):
 # ---------------------------------------------------------------------------------------------------
 
 
+_INPUT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+MAX_INPUT_ELEMENTS = 2 ** 28          # per sample
+
+
+def _check_structure(model: onnx.ModelProto, path: Path) -> None:
+    """What the checker does not refuse but the import cannot mean: the opset's range, the inputs'
+    types and shapes, outputs, and non-finite weights (named, with the nodes that read them)."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
+        raise NeuroccError(f"{path}: opset {opset} is not supported (need {MIN_OPSET}..{onnx.defs.onnx_opset_version()}); "
+                           "convert it with onnx.version_converter")
+    if not model.graph.output:
+        raise NeuroccError(f"{path}: the model has no outputs")
+    initializers = {i.name for i in model.graph.initializer}
+    for inp in model.graph.input:
+        if inp.name in initializers:
+            continue
+        t = inp.type.tensor_type
+        if t.elem_type not in _INPUT_TYPES:
+            name = onnx.TensorProto.DataType.Name(t.elem_type) if t.elem_type in onnx.TensorProto.DataType.values() \
+                else t.elem_type
+            raise UnsupportedModelError(f"{path}: input {inp.name!r} has element type {name}; need a float tensor")
+        dims = [d.dim_value for d in t.shape.dim[1:] if d.HasField("dim_value")]
+        if any(d < 1 for d in dims) or math.prod(dims) > MAX_INPUT_ELEMENTS:
+            raise UnsupportedModelError(f"{path}: input {inp.name!r} has dims {[d.dim_value for d in t.shape.dim]}; "
+                                        f"each must be at least 1 and a sample at most {MAX_INPUT_ELEMENTS:,} values")
+    for init in model.graph.initializer:
+        try:
+            arr = numpy_helper.to_array(init)
+        except Exception as e:               # its declared dims, type and data disagree
+            raise NeuroccError(f"{path}: initializer {init.name!r} cannot be read: {_first_line(e)}") from None
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            users = [n.name or n.output[0] for n in model.graph.node if init.name in n.input]
+            raise UnsupportedModelError(f"{path}: initializer {init.name!r} (read by {', '.join(users) or 'no node'}) "
+                                        "has non-finite values (NaN or Inf)")
+
+
 def load_onnx(path: str | Path) -> tuple[Graph, bytes]:
-    """Load, check and import an ONNX file; return the ANN-level graph and the file's bytes."""
+    """Load, check and import an ONNX file; return the ANN-level graph and the file's bytes.
+
+    Every failure that comes from the file (unreadable, not ONNX, invalid, external data that is missing
+    or outside the model's folder, shapes the checker or the import cannot agree with) is a
+    ``NeuroccError``: the model is the input being validated here.
+    """
+    from neurocc.ir import VerificationError, verify
+
     path = Path(path)
     try:
         data = path.read_bytes()
+    except IsADirectoryError:
+        raise NeuroccError(f"cannot read model {str(path)!r}: it is a folder") from None
     except OSError as e:
         raise NeuroccError(f"cannot read model {str(path)!r}: {e.strerror}") from None
     try:
         model = onnx.load(str(path))     # also loads external tensor data stored beside the file
-    except (DecodeError, OSError, ValueError, RuntimeError) as e:
-        raise NeuroccError(f"{path}: not a readable ONNX file (truncated or corrupt?): {e}") from None
+    except Exception as e:               # any failure to parse the file, or its external data, is the file's
+        raise NeuroccError(f"{path}: not a readable ONNX file (truncated, corrupt, or bad external data?): "
+                           f"{_first_line(e)}") from None
     try:
         onnx.checker.check_model(model)
-    except (onnx.checker.ValidationError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise NeuroccError(f"{path}: not a valid ONNX model: {first}") from None
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < MIN_OPSET:
-        raise NeuroccError(f"{path}: opset {opset} is not supported (need {MIN_OPSET} or later); "
-                           "convert it with onnx.version_converter")
+    except Exception as e:
+        raise NeuroccError(f"{path}: not a valid ONNX model: {_first_line(e)}") from None
+    _check_structure(model, path)
     try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception as e:  # shape inference failures are properties of the model file
-        raise NeuroccError(f"{path}: ONNX shape inference failed: {str(e).splitlines()[0]}") from None
-    graph = _Importer(model, str(path.name)).run()
+        raise NeuroccError(f"{path}: ONNX shape inference failed: {_first_line(e)}") from None
+    importer = _Importer(model, str(path.name))
+    try:
+        graph = importer.run()
+        verify(graph)
+    except NeuroccError:
+        raise
+    except (VerificationError, ValueError, TypeError, IndexError, KeyError, RuntimeError, OverflowError,
+            UnicodeDecodeError, MemoryError, AttributeError) as e:
+        where = f" at node {importer.node.name or importer.node.output[0]!r} (op {importer.node.op_type})" \
+            if importer.node is not None else ""
+        raise NeuroccError(f"{path}: the model cannot be imported{where}: {_first_line(e)}") from None
     return graph, data
+
+
+def _first_line(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    return text[:300] if text else type(e).__name__
