@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -101,7 +102,8 @@ def cmd_compile(args) -> int:
         raise NeuroccError(f"{args.model}: models with {len(ann.inputs)} inputs are not supported (need 1)")
     calib_x = calib_y = None
     if normalization != "model":
-        calib_x, calib_y = load_data(args.calib, ann.shape(ann.inputs[0]), pre, limit=args.calib_samples)
+        calib_x, calib_y = load_data(args.calib, ann.shape(ann.inputs[0]), pre, limit=args.calib_samples,
+                                     classes=math.prod(ann.shape(ann.outputs[0])))
     ctx = CompileContext(options=opts, calib_x=calib_x, calib_y=calib_y, hwmodel=hw,
                          progress=_progress(args.quiet, "calibrating"), print_ir_after=tuple(args.print_ir_after))
     result = compile_graph(ann, ctx)
@@ -427,10 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="neurocc: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    verbose = False
     try:
+        from neurocc.fileio import COMMITTED
+        COMMITTED.clear()
+        args = build_parser().parse_args(argv)
+        verbose = args.verbose
+        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                            format="neurocc: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
         return args.func(args)
     except NeuroccError as e:
         print(f"neurocc: error: {e}", file=sys.stderr)
@@ -444,10 +450,10 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as e:              # a bug in neurocc (a failed pass says which passes ran before it)
-        if args.verbose:
+        if verbose:
             traceback.print_exc()
         what = " ".join(str(e).split()) or type(e).__name__
-        hint = "" if args.verbose else "; run with -v for the traceback"
+        hint = "" if verbose else "; run with -v for the traceback"
         print(f"neurocc: internal error (a bug in neurocc, please report it): {what}{hint}", file=sys.stderr)
         return 1
 
