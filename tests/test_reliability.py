@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import MNIST8, make_model, rand, save
+from conftest import MNIST8, rand, save
 from neurocc.artifact import read_artifact
 from neurocc.cli import main
 from neurocc.errors import NeuroccError

@@ -17,7 +17,6 @@ import numpy as np
 import onnx
 import onnx.reference
 import torch
-from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from neurocc.ir import Graph, ops
