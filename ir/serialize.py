@@ -89,13 +89,42 @@ def to_dict(g: Graph) -> tuple[dict, dict]:
     return doc, tensors
 
 
+def _expect(value, typ, where: str):
+    if not isinstance(value, typ) or isinstance(value, bool):
+        raise ValueError(f"{where} must be a {typ.__name__ if isinstance(typ, type) else typ[0].__name__}")
+    return value
+
+
+def _names(value, where: str) -> tuple:
+    return tuple(_expect(v, str, f"{where}[{i}]") for i, v in enumerate(_expect(value, list, where)))
+
+
 def from_dict(doc: dict, tensors) -> Graph:
-    g = Graph(doc["level"], doc["inputs"], doc["outputs"], doc["meta"])
-    for n in doc["nodes"]:
-        g.add_node(n["name"], _decode(n["payload"], tensors, f"node {n['name']!r}"), tuple(n["shape"]))
-    for e in doc["edges"]:
+    """The graph of ``to_dict``'s document; any structural fault is a ``ValueError`` naming where it is."""
+    _expect(doc, dict, "the graph document")
+    for key in ("level", "inputs", "outputs", "meta", "nodes", "edges"):
+        if key not in doc:
+            raise ValueError(f"the graph document has no {key!r}")
+    if doc["level"] not in ("ann", "snn"):
+        raise ValueError(f"level {doc['level']!r} is not ann or snn")
+    g = Graph(doc["level"], _names(doc["inputs"], "inputs"), _names(doc["outputs"], "outputs"),
+              _expect(doc["meta"], dict, "meta"))
+    for i, n in enumerate(_expect(doc["nodes"], list, "nodes")):
+        where = f"nodes[{i}]"
+        _expect(n, dict, where)
+        name = _expect(n.get("name"), str, f"{where}.name")
+        shape = tuple(_expect(d, int, f"{where}.shape") for d in _expect(n.get("shape"), list, f"{where}.shape"))
+        if name in g:
+            raise ValueError(f"node {name!r} appears twice")
+        g.add_node(name, _decode(n.get("payload"), tensors, f"node {name!r}"), shape)
+    for i, e in enumerate(_expect(doc["edges"], list, "edges")):
+        where = f"edges[{i}]"
+        _expect(e, dict, where)
+        src, dst = _expect(e.get("src"), str, f"{where}.src"), _expect(e.get("dst"), str, f"{where}.dst")
+        if src not in g or dst not in g:
+            raise ValueError(f"{where} joins {src!r} and {dst!r}, which are not both nodes")
         if g.level == "ann":
-            g.add_edge(e["src"], e["dst"], e["port"])
+            g.add_edge(src, dst, _expect(e.get("port"), int, f"{where}.port"))
         else:
-            g.add_projection(e["src"], e["dst"], _decode(e["proj"], tensors, f"projection {e['src']!r} -> {e['dst']!r}"))
+            g.add_projection(src, dst, _decode(e.get("proj"), tensors, f"projection {src!r} -> {dst!r}"))
     return g

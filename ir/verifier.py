@@ -116,6 +116,8 @@ def verify(g: Graph) -> None:
     """Raise ``VerificationError`` if ``g`` breaks an invariant of its level."""
     if not nx.is_directed_acyclic_graph(g.nx):
         raise VerificationError("graph has a cycle")
+    if not g.inputs or not g.outputs:
+        raise VerificationError(f"graph has {len(g.inputs)} inputs and {len(g.outputs)} outputs; it needs both")
     for name in g.inputs + g.outputs:
         if name not in g:
             raise VerificationError(f"graph input/output {name!r} is not a node")

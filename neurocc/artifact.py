@@ -19,6 +19,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +144,8 @@ def _check_manifest(path: Path, manifest) -> dict:
     for key, typ in _KEYS.items():
         if not isinstance(manifest.get(key), typ) or isinstance(manifest.get(key), bool):
             raise NeuroccError(f"{where}: {key!r} is missing or not a {typ.__name__}; the artifact is damaged")
+    if not all(isinstance(manifest["source"].get(k), str) for k in ("name", "sha256")):
+        raise NeuroccError(f"{where}: 'source' needs a name and a sha256; the artifact is damaged")
     if set(manifest) - set(_KEYS):
         raise NeuroccError(f"{where}: unknown key {sorted(set(manifest) - set(_KEYS))[0]!r}; the artifact is damaged")
     if manifest["checksum"] != _checksum(manifest):
@@ -192,6 +195,12 @@ def read_artifact(path: str | Path) -> Artifact:
     manifest = _check_manifest(path, manifest)
     _check_files(path, manifest["files"])
     art = Artifact(manifest=manifest, ann=_read_graph(path, "ann", "ann"), snn=_read_graph(path, "snn", "snn"))
+    ann, snn = art.ann, art.snn
+    if len(snn.inputs) != 1 or ann.inputs != snn.inputs or ann.shape(ann.inputs[0]) != snn.shape(snn.inputs[0]) \
+            or len(ann.outputs) != len(snn.outputs) or any(
+                math.prod(ann.shape(a)) != math.prod(snn.shape(s)) for a, s in zip(ann.outputs, snn.outputs)):
+        raise NeuroccError(f"{path}: ann.json and snn.json do not describe the same network (inputs, outputs); "
+                           "the artifact is damaged, recompile the model")
     try:
         art.options
     except (TypeError, ValueError, NeuroccError) as e:

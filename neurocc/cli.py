@@ -209,6 +209,10 @@ def cmd_run(args) -> int:
         raise NeuroccError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.steps < 1:
         raise NeuroccError(f"--steps must be at least 1, got {args.steps}")
+    if not args.max_hours > 0:
+        raise NeuroccError(f"--max-hours must be positive, got {args.max_hours}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise NeuroccError("--device cuda was asked for, but torch sees no CUDA device here")
     if args.seed is not None and not 0 <= args.seed < 2 ** 32:
         raise NeuroccError(f"--seed must be in 0..2^32-1, got {args.seed}")
     for path in (args.plot, args.json):
@@ -235,6 +239,7 @@ def cmd_run(args) -> int:
     ann_pred = {snn_out: np.concatenate(ann_pred[ann_out])
                 for snn_out, ann_out in zip(art.snn.outputs, art.ann.outputs)}
 
+    _refuse_what_cannot_finish(backend, art.snn, x, args, coding)
     t0 = time.perf_counter()
     trace = backend.run(art.snn, x, args.steps, batch_size=args.batch_size, device=args.device, coding=coding,
                         progress=_progress(args.quiet, "simulating"))
@@ -269,6 +274,20 @@ def cmd_run(args) -> int:
     if args.plot:
         atomic_write(args.plot, plot_run(summary, Path(args.artifact).name))
     return 0
+
+
+def _refuse_what_cannot_finish(backend, snn, x, args, coding) -> None:
+    """Estimate the run's time from a 2-step probe on one batch (which also warms the simulator up) and
+    refuse a run that would take longer than --max-hours."""
+    batch = x[: args.batch_size]
+    t0 = time.perf_counter()
+    backend.run(snn, batch, 2, batch_size=args.batch_size, device=args.device, coding=coding)
+    per_step = (time.perf_counter() - t0) / 2
+    hours = per_step * args.steps * math.ceil(len(x) / args.batch_size) / 3600
+    if hours > args.max_hours:
+        raise NeuroccError(f"{args.steps:,} steps x {len(x):,} samples would take about {hours:,.1f} h (a probe took "
+                           f"{per_step:.3f} s per step for a batch of {len(batch)}), more than --max-hours "
+                           f"{args.max_hours:g}; use fewer --steps or --limit, or raise --max-hours")
 
 
 def _available_memory() -> int:
@@ -414,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--coding", choices=CODINGS,
                    help="override the compiled input coding: analog (constant current) or poisson (rate spikes)")
     r.add_argument("--seed", type=int, help="override the seed of the Poisson input coding")
+    r.add_argument("--max-hours", type=float, default=24.0, metavar="H",
+                   help="refuse a run estimated (from a 2-step probe) to take longer than this (default 24)")
     r.add_argument("--report-steps", type=int, nargs="+", help="steps to show in the table (default 1,2,5,10,...)")
     r.add_argument("--plot", help="write a PNG of accuracy and synaptic events over time")
     r.add_argument("--json", help="write the results as JSON")

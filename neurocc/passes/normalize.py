@@ -65,11 +65,31 @@ def lambdas(g: Graph, method: str, granularity: str) -> dict[str, np.ndarray]:
     return out
 
 
+def _require_finite(g: Graph) -> None:
+    """Normalised parameters overflow float32 only when the model's own values are near its limit: the model's fault."""
+    for src, dst, proj in g.projections():
+        for op in proj.ops:
+            if not all(np.all(np.isfinite(a)) for a in op.tensors().values() if a is not None):
+                raise NeuroccError(f"projection {src!r} -> {dst!r}: normalising its weights overflows float32 "
+                                   "(the model's weights are too large)")
+    for name in g.nodes():
+        node = g.payload(name)
+        if not isinstance(node, InputSource) and not np.all(np.isfinite(node.bias)):
+            raise NeuroccError(f"population {name!r}: normalising its bias overflows float32 (the model's biases are "
+                               "too large)")
+
+
 def normalize(graph: Graph, ctx) -> Graph:
     """Scale projections by lambda_src / lambda_dst and biases by 1 / lambda (eq. 8) so thresholds are 1."""
     opts = ctx.options
     lam = lambdas(graph, "max" if opts.normalization == "max" else "percentile", opts.granularity)
-    g = rescale(graph, {n: 1.0 / v for n, v in lam.items() if not np.all(v == 1.0)})
+    for name, v in lam.items():
+        if not np.all(np.isfinite(v)):
+            raise NeuroccError(f"node {name!r}: its activations overflow float32 on the calibration data "
+                               "(the model's weights or inputs are too large to normalise)")
+    with np.errstate(over="ignore", invalid="ignore"):      # an overflow is checked for and reported below
+        g = rescale(graph, {n: 1.0 / v for n, v in lam.items() if not np.all(v == 1.0)})
+    _require_finite(g)
     for name in g.nodes():
         node = g.payload(name)
         if not isinstance(node, InputSource):

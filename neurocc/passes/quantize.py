@@ -39,6 +39,7 @@ from neurocc.ir.snn import InputSource, Population, Projection
 from .rescale import scale_chain
 
 HEADROOM = 8          # the threshold uses at most 1/8 of the state range
+STORED_MAX = 2 ** 24 - 1   # integers the IR's float32 arrays hold exactly (ir.verify checks it)
 INPUT_BITS = 8        # fractional bits of an analog input in integer mode
 
 
@@ -192,11 +193,11 @@ def _quantize_bias(b: np.ndarray, fmt) -> np.ndarray:
 def _choose_vth(name: str, node: Population, incoming: list, hw) -> int:
     n, w = hw.neuron, hw.weights
     tshift = 2.0 ** n.threshold_shift
-    limits = {"threshold bits": 2 ** (n.threshold_bits - 1) - 1,
+    limits = {"threshold bits": min(2 ** (n.threshold_bits - 1) - 1, STORED_MAX / tshift),
               "state headroom": 2 ** (n.state_bits - 1) / HEADROOM / tshift / 2 ** n.leak_shift}
     max_bias = float(np.abs(node.bias).max()) if node.bias.size else 0.0
     if max_bias > 0:
-        limits["bias format"] = _max_bias(n) / (max_bias * tshift)
+        limits["bias format"] = min(_max_bias(n), STORED_MAX) / (max_bias * tshift)
     for inc in incoming:
         biggest = float(np.abs(inc.weights).max())
         if biggest > 0:
