@@ -98,7 +98,7 @@ _RANGES = {
     ("neuron", "state_bits"): (2, 48), ("neuron", "threshold_bits"): (2, 32), ("neuron", "threshold_shift"): (0, 16),
     ("neuron", "bias_mantissa_bits"): (2, 32), ("neuron", "bias_exponent_bits"): (0, 5),
     ("neuron", "input_shift"): (0, 16), ("neuron", "refractory_steps"): (0, 2 ** 10), ("neuron", "leak_shift"): (0, 15),
-    ("timing", "dt_ms"): (1e-6, 1e6), ("timing", "projection_delay_steps"): (0, 2 ** 10),
+    ("timing", "dt_ms"): (1e-6, 1e6), ("timing", "projection_delay_steps"): (0, 64),
     ("energy", "synaptic_event_pj"): (0.0, 1e9), ("energy", "neuron_update_pj"): (0.0, 1e9),
     ("energy", "static_mw_per_core"): (0.0, 1e9),
 }

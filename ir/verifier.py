@@ -6,7 +6,7 @@ executor produces on a zero batch.
 SNN level: a DAG whose sources are ``InputSource`` nodes listed as graph inputs; every population has
 a finite bias of its own shape, a known neuron model with a positive threshold, a known read-out, at
 least one incoming projection; every input source a known coding; every projection's chain maps its source shape to its target shape and has an
-integer delay >= 0.
+integer delay in 0..MAX_DELAY.
 """
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ from .graph import Graph
 from .coding import CODINGS
 from .neurons import MODELS
 from .snn import READOUTS, InputSource, Population
+
+
+MAX_DELAY = 64     # steps; a simulator keeps this many steps of its source's spikes (chips delay by 1 to 16)
 
 
 class VerificationError(ValueError):
@@ -81,8 +84,9 @@ def _verify_snn(g: Graph) -> None:
         if g.nx.in_degree(name) == 0:
             raise VerificationError(f"population {name!r} has no incoming projection")
         for src, _, proj in g.projections(name):
-            if not isinstance(proj.delay, int) or proj.delay < 0:
-                raise VerificationError(f"projection {src!r} -> {name!r}: delay {proj.delay!r} is not an integer >= 0")
+            if not isinstance(proj.delay, int) or not 0 <= proj.delay <= MAX_DELAY:
+                raise VerificationError(f"projection {src!r} -> {name!r}: delay {proj.delay!r} is not an integer in "
+                                        f"0..{MAX_DELAY}")
             for op in proj.ops:
                 _check_finite(f"projection {src!r} -> {name!r}", op.tensors())
             try:

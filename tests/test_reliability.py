@@ -156,6 +156,29 @@ def test_outputs_follow_the_umask_and_stale_temporaries_are_removed(artifact, da
     assert not stale.exists() and not [f for f in tmp_path.iterdir() if f.name.startswith(".")]
 
 
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.8, 1.5, 2.5])
+def test_a_real_sigint_is_one_line_and_leaves_nothing_half_written(delay, data, tmp_path):
+    """SIGINT to a real `neurocc compile` process at several moments: exit 130 (or 0 if it finished first),
+    one line, no traceback, and the output either absent or a complete artifact; no temporaries."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "neurocc", "compile", str(MNIST8), "--calib",
+                             str(data / "calib.npz"), "-o", str(tmp_path / "o.ncc"), "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip() and "WARNING" not in line]
+    if delay >= 0.3:                 # past the interpreter's own start-up
+        assert "Traceback" not in err, err
+        assert proc.returncode in (0, 130) and len(lines) == (proc.returncode == 130), err
+    if (tmp_path / "o.ncc").exists():
+        read_artifact(tmp_path / "o.ncc")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_an_interrupt_says_whether_the_output_was_written(data, tmp_path, capsys, monkeypatch):
     import neurocc.artifact as artifact_module
     import neurocc.cli as cli_module
@@ -267,7 +290,7 @@ def test_the_tiny_model_itself_compiles(tmp_path, capsys):
     assert cli(capsys, "compile", _model_with(tmp_path, "ok"), "-o", tmp_path / "o.ncc", "-q")[0] == 0
 
 
-@pytest.mark.parametrize("case", ["outside", "missing", "empty"])
+@pytest.mark.parametrize("case", ["outside", "missing", "empty", "symlink"])
 def test_bad_external_data_references_are_one_line(case, tmp_path, capsys):
     model = onnx.load(str(MNIST8))
     for i, init in enumerate(model.graph.initializer):        # raw data, which external storage needs
@@ -282,10 +305,12 @@ def test_bad_external_data_references_are_one_line(case, tmp_path, capsys):
     for init in m.graph.initializer:
         for entry in init.external_data:
             if entry.key == "location":
-                entry.value = {"outside": "../../etc/passwd", "missing": "absent.bin", "empty": "empty.bin"}[case]
+                entry.value = {"outside": "../../etc/passwd", "missing": "absent.bin", "empty": "empty.bin",
+                               "symlink": "link.bin"}[case]
                 changed += 1
     assert changed
     (folder / "empty.bin").write_bytes(b"")
+    (folder / "link.bin").symlink_to(folder / "weights.bin")
     onnx.save_model(m, str(folder / "m.onnx"))
     assert_refused(*cli(capsys, "compile", folder / "m.onnx", "-o", tmp_path / "o.ncc")[::2])
 
