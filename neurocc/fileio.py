@@ -138,9 +138,11 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
         with _no_interrupt():
             os.replace(tmp, target)
             COMMITTED.append(str(path))
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(e, OSError):                       # a full disk, an I/O error: the machine's, not a bug
+            raise NeuroccError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
         raise
     return target
 
@@ -168,6 +170,8 @@ def atomic_directory(path: str | Path, may_replace: Callable[[Path], bool]):
             COMMITTED.append(str(path))
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise NeuroccError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
         raise

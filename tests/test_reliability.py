@@ -406,3 +406,19 @@ def test_absurd_hwmodel_numbers_are_refused_naming_the_key(old, new, key, tmp_pa
         load_hwmodel_file(path)
     assert_refused(*cli(capsys, "compile", MNIST8, "--target", "loihi", "--hwmodel", path,
                         "-o", tmp_path / "o.ncc")[::2], key)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(data, tmp_path, capsys, monkeypatch):
+    """ENOSPC while the artifact's files are written (the disk's fault, not neurocc's): exit 2, nothing left."""
+    import errno
+    from pathlib import Path as P
+    real = P.write_bytes
+
+    def full(self, data_bytes):
+        if self.suffix == ".npz":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data_bytes)
+    monkeypatch.setattr(P, "write_bytes", full)
+    code, _, err = cli(capsys, "compile", MNIST8, "--calib", data / "calib.npz", "-o", tmp_path / "o.ncc")
+    assert_refused(code, err, "No space left on device")
+    assert not list(tmp_path.iterdir())
