@@ -221,11 +221,11 @@ def cmd_run(args) -> int:
     art = read_artifact(args.artifact)
     opts = art.options
     backend = BACKENDS[args.backend or TARGETS[art.manifest["target"]].backend]
-    first = art.snn.outputs[0]
     x, y = load_data(args.data, art.snn.shape(art.snn.inputs[0]), opts.preprocess, limit=args.limit,
-                     classes=int(np.prod(art.snn.shape(first))))
+                     classes=math.prod(art.snn.shape(art.snn.outputs[0])))
     coding = _run_coding(art.snn, args.coding, args.seed)
-    need = trace_bytes(art.snn, args.steps, len(x), not (coding or art.snn.payload(art.snn.inputs[0]).coding).constant)
+    used_coding = coding or art.snn.payload(art.snn.inputs[0]).coding
+    need = trace_bytes(art.snn, args.steps, len(x), not used_coding.constant)
     if need > _available_memory() // 2:
         raise NeuroccError(f"{args.steps:,} steps x {len(x):,} samples need {need / 2 ** 30:,.1f} GiB for the trace, "
                            f"more than half of the {_available_memory() / 2 ** 30:,.1f} GiB available; "
@@ -260,7 +260,7 @@ def cmd_run(args) -> int:
         ["synaptic events/sample", f"{summary.events_per_step.sum():,.0f}"],
         ["Pareto latency (eq. 4)", f"{summary.pareto_latency:.3f}"],
         ["Pareto power (eq. 5)", f"{summary.pareto_power:.4g}"],
-        ["input coding", (coding or art.snn.payload(art.snn.inputs[0]).coding).name],
+        ["input coding", used_coding.name],
         ["simulation", f"{elapsed:.2f} s, {summary.samples * args.steps / elapsed:,.0f} sample-steps/s "
                        f"({backend.name}, {args.device})"],
     ]))
@@ -268,7 +268,7 @@ def cmd_run(args) -> int:
         print(f"note: ANN {ref}")
     if args.json:
         doc = summary.to_json() | {"artifact": str(args.artifact), "data": str(args.data), "backend": backend.name,
-                                   "coding": (coding or art.snn.payload(art.snn.inputs[0]).coding).name,
+                                   "coding": used_coding.name,
                                    "device": args.device, "simulation_seconds": elapsed}
         atomic_write(args.json, json.dumps(doc, indent=1))
     if args.plot:
