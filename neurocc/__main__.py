@@ -1,6 +1,4 @@
 """``python -m neurocc`` is the ``neurocc`` command."""
-import sys
+from neurocc.cli import entry
 
-from neurocc.cli import main
-
-sys.exit(main())
+entry()

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -449,13 +450,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def _import_extensions() -> None:
+    """Import torch, onnx and the simulator's kernels with SIGINT held: an interrupt that lands while their C++
+    code runs Python (pybind11) would abort the process instead of raising KeyboardInterrupt."""
+    from neurocc.fileio import interrupts_held
+    with interrupts_held():
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+
+        import neurocc.backends.reference.simulator  # noqa: F401  (numba kernels)
+
+
+def entry() -> None:
+    """The ``neurocc`` command (and ``python -m neurocc``): ``main``, then exit with its code."""
+    sys.exit(main(final=True))
+
+
+def main(argv=None, final: bool = False) -> int:
+    """Run one command; return its exit code. ``final``: the process exits right after, so an interrupt
+    that arrives once the command is done (its signal still pending) is dropped instead of turning a
+    finished command into a Python traceback."""
     verbose = False
     try:
         from neurocc.fileio import COMMITTED
         COMMITTED.clear()
         args = build_parser().parse_args(argv)
         verbose = args.verbose
+        if final and args.command in ("compile", "run", "inspect"):
+            _import_extensions()
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                             format="neurocc: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
         return args.func(args)
@@ -477,7 +499,10 @@ def main(argv=None) -> int:
         hint = "" if verbose else "; run with -v for the traceback"
         print(f"neurocc: internal error (a bug in neurocc, please report it): {what}{hint}", file=sys.stderr)
         return 1
+    finally:
+        if final:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

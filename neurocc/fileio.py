@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -115,17 +116,22 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def _no_interrupt():
-    """Hold SIGINT back while an output is being put in place, so that it is never left half-replaced."""
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    except (AttributeError, ValueError, OSError):   # no signal masks here (or not the main thread)
+def interrupts_held():
+    """Hold SIGINT back: while an output is put in place, so that it is never left half-replaced, and while
+    C++ extensions initialise, which abort on an exception raised inside their Python callbacks. The
+    process-wide handler records the interrupt instead of raising (whichever thread the signal reaches);
+    KeyboardInterrupt is raised when the block ends."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    pending = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, previous)
+        if pending and previous is signal.default_int_handler:
+            raise KeyboardInterrupt
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
@@ -135,7 +141,7 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     try:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
         os.chmod(tmp, 0o666 & ~_umask())
-        with _no_interrupt():
+        with interrupts_held():
             os.replace(tmp, target)
             COMMITTED.append(str(path))
     except BaseException as e:
@@ -160,7 +166,7 @@ def atomic_directory(path: str | Path, may_replace: Callable[[Path], bool]):
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
-        with _no_interrupt():
+        with interrupts_held():
             output_folder(path, may_replace)         # nothing else appeared there meanwhile
             old = None
             if path.exists():

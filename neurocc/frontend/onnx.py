@@ -19,6 +19,7 @@ import onnx.reference
 import torch
 from onnx import numpy_helper
 
+from neurocc.fileio import interrupts_held
 from neurocc.ir import Graph, ops
 from ..errors import NeuroccError, UnsupportedModelError
 
@@ -527,12 +528,13 @@ def _check_structure(model: onnx.ModelProto, path: Path) -> None:
 def load_onnx(path: str | Path) -> tuple[Graph, bytes]:
     """Load, check and import an ONNX file; return the ANN-level graph and the file's bytes.
 
+    SIGINT is held while onnx's C++ code runs (``interrupts_held``): an interrupt raised inside its Python
+    callbacks would abort the process.
+
     Every failure that comes from the file (unreadable, not ONNX, invalid, external data that is missing
     or outside the model's folder, shapes the checker or the import cannot agree with) is a
     ``NeuroccError``: the model is the input being validated here.
     """
-    from neurocc.ir import VerificationError, verify
-
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -540,6 +542,13 @@ def load_onnx(path: str | Path) -> tuple[Graph, bytes]:
         raise NeuroccError(f"cannot read model {str(path)!r}: it is a folder") from None
     except OSError as e:
         raise NeuroccError(f"cannot read model {str(path)!r}: {e.strerror}") from None
+    with interrupts_held():
+        return _load(path, data)
+
+
+def _load(path: Path, data: bytes) -> tuple[Graph, bytes]:
+    from neurocc.ir import VerificationError, verify
+
     try:
         model = onnx.load(str(path))     # also loads external tensor data stored beside the file
     except Exception as e:               # any failure to parse the file, or its external data, is the file's
