@@ -341,6 +341,48 @@ def apply(op: Op, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
     return _UNARY[type(op)](op, inputs[0])
 
 
+def _pointwise(op: Op) -> bool:
+    return isinstance(op, Conv) and op.weight.shape[2:] == (1, 1) and op.strides == (1, 1) and \
+        not any(op.pads) and op.dilations == (1, 1)
+
+
+def _dense_weight(conv: Conv) -> np.ndarray:
+    """A grouped convolution's weight (O, I/g, kh, kw) as the equivalent dense one (O, I, kh, kw)."""
+    w, g = conv.weight, conv.groups
+    if g == 1:
+        return w
+    o, per_in = w.shape[:2]
+    per_out = o // g
+    dense = np.zeros((o, per_in * g) + w.shape[2:], w.dtype)
+    for k in range(g):
+        dense[k * per_out:(k + 1) * per_out, k * per_in:(k + 1) * per_in] = w[k * per_out:(k + 1) * per_out]
+    return dense
+
+
+def compose_linear(first: Op, then: Op) -> Optional[Op]:
+    """One weighted op equal to ``then(first(x))`` for two linear (bias-free) weighted ops, or None.
+
+    Exact where one of them is a 1 x 1 convolution with unit stride and no padding (it mixes channels
+    at each position, so it commutes with the other's window and zero padding), or both are dense:
+        W[o, i, :, :] = sum_h W_then[o, h] W_first[h, i, :, :]    (``then`` pointwise; ``first``'s geometry)
+        W[o, i, :, :] = sum_h W_then[o, h, :, :] W_first[h, i]    (``first`` pointwise; ``then``'s geometry)
+        W = W_then @ W_first                                       (Gemm after Gemm)
+    A linear bottleneck (MobileNetV2's projection, then the next block's expansion) becomes one layer.
+    """
+    if first.has_constant() or then.has_constant():
+        return None
+    if isinstance(first, Gemm) and isinstance(then, Gemm):
+        return Gemm(weight=then.weight.astype(np.float64) @ first.weight.astype(np.float64))
+    if not (isinstance(first, Conv) and isinstance(then, Conv)):
+        return None
+    a, b = _dense_weight(first).astype(np.float64), _dense_weight(then).astype(np.float64)
+    if _pointwise(then):
+        return dataclasses.replace(first, weight=np.einsum("oh,hikl->oikl", b[:, :, 0, 0], a), groups=1)
+    if _pointwise(first):
+        return dataclasses.replace(then, weight=np.einsum("ohkl,hi->oikl", b, a[:, :, 0, 0]), groups=1)
+    return None
+
+
 def apply_abs(op: Op, x: torch.Tensor) -> torch.Tensor:
     """The op with every weight replaced by its magnitude and constants dropped (interval radius)."""
     linear = op.without_constant()

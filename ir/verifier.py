@@ -5,8 +5,10 @@ many as its op takes; outputs exist; parameters are finite; stored shapes equal 
 executor produces on a zero batch.
 SNN level: a DAG whose sources are ``InputSource`` nodes listed as graph inputs; every population has
 a finite bias of its own shape, a known neuron model with a positive threshold, a known read-out, at
-least one incoming projection; every input source a known coding; every projection's chain maps its source shape to its target shape and has an
-integer delay in 0..MAX_DELAY.
+least one incoming projection and, once normalised, a clip (ReLU6's cap, in units of its lambda) of at
+least one spike per step: lambda <= the clip value, so the rate saturates no later than the ANN clips;
+every input source a known coding; every projection's chain maps its source shape to its target shape
+and has an integer delay in 0..MAX_DELAY.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from .snn import READOUTS, InputSource, Population
 
 
 MAX_DELAY = 64     # steps; a simulator keeps this many steps of its source's spikes (chips delay by 1 to 16)
+CAP_ROUNDING = 1e-6   # relative float error of cap / lambda when lambda equals the clip value
 
 
 class VerificationError(ValueError):
@@ -83,6 +86,10 @@ def _verify_snn(g: Graph) -> None:
                                     f"readout {node.readout!r} invalid")
         if g.nx.in_degree(name) == 0:
             raise VerificationError(f"population {name!r} has no incoming projection")
+        if "lambdas" in g.meta and node.cap is not None and node.cap < 1 - CAP_ROUNDING:
+            raise VerificationError(f"population {name!r}: its clip is {node.cap:.6g} spikes per step, below the rate's "
+                                    "saturation at 1: lambda exceeds the clip value, so the SNN would pass values the "
+                                    "ANN clips")
         for src, _, proj in g.projections(name):
             if not isinstance(proj.delay, int) or not 0 <= proj.delay <= MAX_DELAY:
                 raise VerificationError(f"projection {src!r} -> {name!r}: delay {proj.delay!r} is not an integer in "

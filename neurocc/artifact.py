@@ -34,7 +34,7 @@ from neurocc.ir.serialize import from_dict, to_dict
 from neurocc.options import CompileOptions
 
 FORMAT = "neurocc-artifact"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4         # 4: options.preprocess.transpose
 MANIFEST = "manifest.json"
 _KEYS = {"format": str, "format_version": int, "neurocc_version": str, "created": str, "source": dict,
          "target": str, "options": dict, "passes": list, "files": dict, "checksum": str}

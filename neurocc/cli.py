@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 internal error (a bug: please report it; one line, the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -101,6 +102,9 @@ def cmd_compile(args) -> int:
     ann, source = load_onnx(args.model)
     if len(ann.inputs) != 1:
         raise NeuroccError(f"{args.model}: models with {len(ann.inputs)} inputs are not supported (need 1)")
+    if ann.inputs[0] in ann.meta.get("input_transpose", {}):       # the model's own input Transpose, folded
+        pre = dataclasses.replace(pre, transpose=tuple(ann.meta["input_transpose"][ann.inputs[0]]))
+        opts = dataclasses.replace(opts, preprocess=pre)
     calib_x = calib_y = None
     if normalization != "model":
         calib_x, calib_y = load_data(args.calib, ann.shape(ann.inputs[0]), pre, limit=args.calib_samples,
@@ -316,8 +320,8 @@ def _run_coding(snn, name, seed):
 # ----------------------------------------------------------------------------------------- inspect
 def cmd_inspect(args) -> int:
     from neurocc.artifact import is_artifact, read_artifact
-    from neurocc.frontend.onnx import load_onnx
     from neurocc.ir.printer import dump
+    from neurocc.options import Preprocess
     from neurocc.report import table
 
     path = Path(args.path)
@@ -338,11 +342,15 @@ def cmd_inspect(args) -> int:
         if args.ir:
             print(dump(art.snn))
         return 0
-    ann, _ = load_onnx(path)
+    ann = _import_or_list_blockers(path)
     kinds: dict = {}
     for n in ann.nodes():
         kinds[type(ann.payload(n)).__name__] = kinds.get(type(ann.payload(n)).__name__, 0) + 1
     print(f"{path.name}: convertible; {ann.summary()}")
+    for name, perm in ann.meta.get("input_transpose", {}).items():
+        declared = " x ".join(map(str, Preprocess(transpose=tuple(perm)).declared_shape(ann.shape(name))))
+        print(f"input {name!r}: the model transposes it by {perm}; the transpose is folded into the pre-processing "
+              f"(data as N x {declared}, the model's layout, or already transposed)")
     print(table(["input", "shape"], [[i, "N x " + " x ".join(map(str, ann.shape(i)))] for i in ann.inputs]))
     print(table(["output", "shape"], [[o, "N x " + " x ".join(map(str, ann.shape(o)))] for o in ann.outputs]))
     print(table(["IR op", "count"], sorted(kinds.items())))
@@ -351,6 +359,33 @@ def cmd_inspect(args) -> int:
     if args.ir:
         print(dump(ann))
     return 0
+
+
+def _import_or_list_blockers(path: Path):
+    """The model's ANN graph, lowered once to check that it converts; else fail, listing every blocking node
+    the import found."""
+    from neurocc.errors import UnsupportedModelError
+    from neurocc.frontend.onnx import load_onnx, supported_ops
+    from neurocc.options import CompileOptions
+    from neurocc.pipeline import CompileContext, compile_graph
+    from neurocc.report import table
+
+    try:
+        ann, _ = load_onnx(path)
+    except UnsupportedModelError as e:
+        if not e.problems:              # not about nodes (an input, a weight): one line
+            raise
+        problems = e.problems
+        print(f"{path.name}: not convertible; {len(problems)} blocking node(s):")
+        print(table(["node", "op", "why"], [list(row) for row in problems], align="lll"))
+        if any(why.startswith("unsupported op type") for _, _, why in problems):
+            print(f"supported op types: {', '.join(supported_ops())}")
+        raise NeuroccError(f"{path.name}: {len(problems)} blocking node(s), listed above") from None
+    try:
+        compile_graph(ann, CompileContext(CompileOptions(normalization="model")))
+    except UnsupportedModelError as e:
+        raise NeuroccError(f"{path.name}: not convertible: {e}") from None
+    return ann
 
 
 def _formats_table(name: str) -> str:

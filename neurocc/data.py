@@ -18,9 +18,13 @@ log = logging.getLogger(__name__)
 MAX_BYTES = 2 ** 34           # 16 GiB: refuse arrays larger than this before reading them
 
 
-def _to_model_layout(x: np.ndarray, shape: tuple, path: str) -> np.ndarray:
+def _to_model_layout(x: np.ndarray, shape: tuple, path: str, preprocess: Preprocess) -> np.ndarray:
     if tuple(x.shape[1:]) == shape:
         return x
+    perm = preprocess.transpose
+    if perm and len(perm) == x.ndim and tuple(x.shape[1:]) == preprocess.declared_shape(shape):
+        log.info("%s: x has the model's declared input layout; transposing it by %s", path, list(perm))
+        return np.ascontiguousarray(x.transpose(perm))
     if len(shape) == 3 and shape[0] == 1 and tuple(x.shape[1:]) == shape[1:]:
         return x[:, None]
     if len(shape) == 3 and tuple(x.shape[1:]) == (shape[1], shape[2], shape[0]):
@@ -94,7 +98,7 @@ def load_data(path: str | Path, input_shape: tuple, preprocess: Preprocess, limi
         y = y.astype(np.int64)
     if limit is not None:
         x, y = x[:limit], None if y is None else y[:limit]
-    x = _to_model_layout(x, tuple(input_shape), path)
+    x = _to_model_layout(x, tuple(input_shape), path, preprocess)
     x = preprocess.apply(x)
     if not np.all(np.isfinite(x)):
         raise NeuroccError(f"{path}: x has non-finite values after pre-processing")

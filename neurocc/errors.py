@@ -6,4 +6,9 @@ class NeuroccError(Exception):
 
 
 class UnsupportedModelError(NeuroccError):
-    """The model uses an op or a pattern neurocc cannot convert."""
+    """The model uses an op or a pattern neurocc cannot convert; ``problems`` lists every blocking node
+    the import found as (node, op type, why)."""
+
+    def __init__(self, message: str, problems: tuple = ()):
+        super().__init__(message)
+        self.problems = list(problems)

@@ -19,17 +19,31 @@ GRANULARITIES = ("channel", "layer")
 class Preprocess:
     """Applied to raw data before it reaches the model input: x' = (x * input_scale - mean) / std.
 
-    ``mean`` and ``std`` are per channel (axis 1) or a single value.
+    ``mean`` and ``std`` are per channel (axis 1 of the network input) or a single value.
+    ``transpose``: the permutation (batch axis first) the model applies to its input (a TensorFlow-origin
+    model's NHWC -> NCHW ``Transpose``, folded by the frontend); data in the model's declared layout is
+    transposed by it first, data already in the network's layout is taken as it is.
     """
     input_scale: float = 1.0
     mean: tuple = ()
     std: tuple = ()
+    transpose: tuple = ()
 
     def __post_init__(self):
         if not (math.isfinite(self.input_scale) and self.input_scale != 0):
             raise NeuroccError(f"--input-scale must be a finite non-zero number, got {self.input_scale}")
         if not all(math.isfinite(v) for v in self.mean + self.std) or any(v == 0 for v in self.std):
             raise NeuroccError("--mean and --std must be finite numbers, --std non-zero")
+        if self.transpose and (sorted(self.transpose) != list(range(len(self.transpose))) or self.transpose[0] != 0):
+            raise NeuroccError(f"pre-processing transpose {list(self.transpose)} is not a permutation that keeps "
+                               "the batch axis first")
+
+    def declared_shape(self, shape: tuple) -> tuple:
+        """The model's declared input shape (batch excluded) for the network input ``shape``."""
+        declared = [0] * len(self.transpose)
+        for i, axis in enumerate(self.transpose):
+            declared[axis] = ((None,) + tuple(shape))[i]
+        return tuple(declared[1:])
 
     def apply(self, x):
         x = np.asarray(x, dtype=np.float32) * np.float32(self.input_scale)

@@ -16,6 +16,12 @@ starting point, so a channel whose activations are small still fires at a useful
 where a per-channel scale cannot be folded into every incoming projection (a Flatten after the weighted
 op) or whose activation is clipped keep one lambda. ``Population.scale`` records the largest lambda;
 ``meta["lambdas"]`` all of them.
+
+A clipped activation (Clip(0, c): ReLU6 and friends) takes lambda = min(lambda, c). The spiking rate
+saturates at one spike per step, i.e. at lambda; with lambda <= c it never passes a value the ANN
+clips, and with lambda = c (whenever the calibration activations reach the clip, e.g. with
+``normalization="max"``) it saturates exactly where the ANN clips, so the SNN equals the ANN on
+inputs beyond the clip (tested). ``optimize`` keeps lambda <= c and ``verify`` checks it.
 """
 from __future__ import annotations
 

@@ -74,10 +74,17 @@ class _Point:
     v0: dict
 
     def graph(self, base: Graph) -> Graph:
-        g = rescale(base, {n: 2.0 ** e for n, e in self.log_eta.items()})
+        g = rescale(base, {n: 2.0 ** np.maximum(e, _lowest_log_eta(base, n)) for n, e in self.log_eta.items()})
         for n, v in self.v0.items():
             g.set_payload(n, g.payload(n).with_neuron(v0=float(v)))
         return g
+
+
+def _lowest_log_eta(base: Graph, name: str) -> float:
+    """A clipped population (ReLU6) keeps lambda <= its clip, so that its rate saturates no later than the ANN
+    clips: cap * eta >= 1 in the normalised graph's units."""
+    cap = base.payload(name).cap
+    return -np.inf if cap is None else -float(np.log2(cap))
 
 
 def _phase_layout(phase: str, pops: list, base: Graph, point: _Point):

@@ -75,10 +75,31 @@ def integer_chain(chain: tuple, src_shape: tuple, where: str) -> tuple[tuple, fl
             new = op
         out.append(new)
         x = ops.apply(new, [x])
+    out = _merge_weighted(out)
     weighted = [op for op in out if isinstance(op, (ops.Conv, ops.Gemm))]
     if len(weighted) > 1:
-        raise NeuroccError(f"{where}: a projection with {len(weighted)} weighted layers in a row cannot be quantised")
+        kinds = " then ".join(_describe(op) for op in weighted)
+        raise NeuroccError(f"{where}: {kinds} with no activation between them is not one layer of synapses on a chip "
+                           "(neurocc merges two such layers when one is a 1x1 convolution or both are dense)")
     return tuple(out), gain
+
+
+def _merge_weighted(chain: list) -> list:
+    """Adjacent weighted ops replaced by one where that is exact (``ops.compose_linear``)."""
+    out: list = []
+    for op in chain:
+        merged = ops.compose_linear(out[-1], op) if out else None
+        if merged is not None:
+            out[-1] = merged
+        else:
+            out.append(op)
+    return out
+
+
+def _describe(op: ops.Op) -> str:
+    if isinstance(op, ops.Conv):
+        return f"a {op.weight.shape[2]}x{op.weight.shape[3]} convolution"
+    return "a dense layer"
 
 
 def _as_weighted(op: ops.Affine, shape: tuple, where: str) -> ops.Op:
