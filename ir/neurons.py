@@ -85,6 +85,10 @@ class NeuronModel:
         """The ideal NL-IAF neuron this model is (for the fused kernel), or None."""
         return None
 
+    def firing_rule(self) -> tuple[str, str, int]:
+        """(reset, compare, refractory steps): what sets the rate under a constant drive (``neurocc.activity``)."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class IF(NeuronModel):
@@ -114,6 +118,9 @@ class IF(NeuronModel):
             raise NeuroccError(f"{hw.path}: the {cls.semantics} neuron model has no refractory period and no leak")
         return cls(threshold=threshold, v0=v0, input_shift=hw.neuron.input_shift, reset=reset,
                    compare=hw.neuron.spike_compare, state_bits=hw.neuron.state_bits, overflow=hw.neuron.overflow)
+
+    def firing_rule(self):
+        return self.reset, self.compare, 0
 
     def as_nliaf(self) -> "IF":
         return self
@@ -171,6 +178,9 @@ class LoihiLIF(NeuronModel):
         _require(hw, "loihi", state_bits=24, spike_compare=">", reset="zero", refractory_steps=0, leak_shift=0)
         return cls(threshold=threshold, v0=v0, input_shift=hw.neuron.input_shift)
 
+    def firing_rule(self):
+        return "zero", ">", 0
+
     def step(self, state, drive, t):
         u, v, fired = state["u"], state["v"], state["fired"]
         u.copy_(fit(_decay(u, 4096 - self.du - 1) + drive, 24, "wrap"))
@@ -210,6 +220,9 @@ class SpinnakerLIF(NeuronModel):
         _require(hw, "spinnaker", state_bits=32, overflow="wrap", spike_compare=">=", reset="zero")
         return cls(threshold=threshold, v0=v0, input_shift=hw.neuron.input_shift, leak_shift=hw.neuron.leak_shift,
                    refractory=hw.neuron.refractory_steps)
+
+    def firing_rule(self):
+        return "zero", ">=", self.refractory
 
     def step(self, state, drive, t):
         v, timer, fired = state["v"], state["timer"], state["fired"]
