@@ -1,4 +1,4 @@
-"""The ``neurocc`` command line: compile | run | inspect.
+"""The ``neurocc`` command line: compile | run | estimate | inspect.
 
 Exit codes: 0 success, 1 internal error (a bug: please report it; one line, the traceback with -v),
 2 bad input or usage (one line).
@@ -41,6 +41,15 @@ data file, 'accuracy' is the agreement with the ANN's predictions."""
 INSPECT_EXAMPLE = """example:
   neurocc inspect model.onnx       # ops, shapes, whether neurocc can convert it
   neurocc inspect model.ncc        # manifest, populations, projections, calibration"""
+
+
+ESTIMATE_EXAMPLE = """example:
+  neurocc estimate model.onnx --calib train.npz --steps 100                 # every chip, predicted, seconds
+  neurocc estimate model.onnx --calib train.npz --data test.npz --plot e.png --json e.json   # measured too
+  neurocc estimate model_loihi.ncc --data test.npz                          # an artifact, its own target
+
+Activity is predicted from the ANN's activations on --calib (or --data); with --data the network is also
+simulated and the measured events give the energy (the prediction's error is shown)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -196,16 +205,15 @@ def _artifact_resources(art):
 
 # --------------------------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
-    import numpy as np
     import torch
 
     from neurocc.artifact import read_artifact
     from neurocc.backends import BACKENDS, TARGETS
     from neurocc.backends.trace import trace_bytes
     from neurocc.data import load_data
+    from neurocc.decode import ann_predictions
     from neurocc.evaluate import summarize
     from neurocc.fileio import atomic_write, output_file
-    from neurocc.ir.executor import run_ann
     from neurocc.report import plot_run, report_steps, run_table, table
 
     if args.limit is not None and args.limit < 1:
@@ -236,13 +244,7 @@ def cmd_run(args) -> int:
                            f"more than half of the {_available_memory() / 2 ** 30:,.1f} GiB available; "
                            "use fewer --steps or --limit")
 
-    ann_pred = {o: [] for o in art.ann.outputs}
-    for start in range(0, len(x), args.batch_size):
-        out = run_ann(art.ann, torch.from_numpy(x[start:start + args.batch_size]), device=args.device)
-        for o in art.ann.outputs:
-            ann_pred[o].append(out[o].reshape(out[o].shape[0], -1).argmax(dim=1).cpu().numpy())
-    ann_pred = {snn_out: np.concatenate(ann_pred[ann_out])
-                for snn_out, ann_out in zip(art.snn.outputs, art.ann.outputs)}
+    ann_pred = ann_predictions(art.ann, art.snn, x, args.batch_size, args.device)
 
     _refuse_what_cannot_finish(backend, art.snn, x, args, coding)
     t0 = time.perf_counter()
@@ -315,6 +317,112 @@ def _run_coding(snn, name, seed):
         return None
     compiled = snn.payload(snn.inputs[0]).coding
     return coding_named(name or compiled.name, getattr(compiled, "seed", 0) if seed is None else seed)
+
+
+# ---------------------------------------------------------------------------------------- estimate
+def cmd_estimate(args) -> int:
+    import numpy as np
+
+    from neurocc.artifact import is_artifact, read_artifact
+    from neurocc.backends import BACKENDS, TARGETS
+    from neurocc.data import load_data
+    from neurocc.energy import ann_energy
+    from neurocc.estimate import estimate_target
+    from neurocc.fileio import atomic_write, output_file
+    from neurocc.frontend.onnx import load_onnx
+    from neurocc.hwmodels import load_hwmodel
+    from neurocc.options import CompileOptions, Preprocess
+    from neurocc.pipeline import CompileContext, compile_graph
+    from neurocc.report import plot_energy
+
+    if args.steps < 1:
+        raise NeuroccError(f"--steps must be at least 1, got {args.steps}")
+    if args.plot and not args.data:
+        raise NeuroccError("--plot draws energy against accuracy: it needs --data LABELLED.npz")
+    for path in (args.plot, args.json):
+        if path:
+            output_file(path)
+    chips = [name for name, t in TARGETS.items() if t.hwmodel]
+    path = Path(args.model)
+    if path.is_dir() or is_artifact(path):
+        art = read_artifact(path)
+        own = art.manifest["target"]
+        if args.target not in (own, "all") or TARGETS[own].hwmodel is None:
+            raise NeuroccError(f"{path}: the artifact is compiled for {own}; estimate it for that target (an integer "
+                               "target), or pass the ONNX model to compare targets")
+        ann, pre, compiled = art.ann, art.options.preprocess, {own: art.snn}
+    else:
+        if args.target != "all" and args.target not in chips:
+            raise NeuroccError(f"--target {args.target!r}: estimate needs a chip target: {', '.join(chips)} or all")
+        ann, _ = load_onnx(path)
+        pre = Preprocess(input_scale=args.input_scale, mean=_floats(args.mean), std=_floats(args.std),
+                         transpose=tuple(ann.meta.get("input_transpose", {}).get(ann.inputs[0], ())))
+        calib = None
+        if args.calib:
+            calib = load_data(args.calib, ann.shape(ann.inputs[0]), pre, limit=args.calib_samples)[0]
+        compiled, imported = {}, ann
+        for name in chips if args.target == "all" else [args.target]:
+            opts = CompileOptions(target=name, normalization="percentile" if calib is not None else "model",
+                                  preprocess=pre)
+            result = compile_graph(imported, CompileContext(opts, calib_x=calib))
+            compiled[name], ann = result.snn, result.ann        # the ANN after its passes: the populations' sources
+    shape = ann.shape(ann.inputs[0])
+    data = None
+    if args.data:
+        data = load_data(args.data, shape, pre, limit=args.limit, classes=math.prod(ann.shape(ann.outputs[0])))
+    if args.calib:
+        x_predict = load_data(args.calib, shape, pre, limit=args.calib_samples)[0]
+    elif data is not None:
+        x_predict = data[0]
+    else:
+        log.warning("no --calib or --data: predicting activity from uniform random inputs in [0, 1)")
+        x_predict = np.random.default_rng(0).random((64,) + tuple(shape), dtype=np.float32)
+    estimates = []
+    for name, snn in compiled.items():
+        hw = load_hwmodel(TARGETS[name].hwmodel)
+        estimates.append(estimate_target(name, snn, ann, hw, BACKENDS[TARGETS[name].backend], x_predict, args.steps,
+                                         data=data, batch_size=args.batch_size,
+                                         progress=_progress(args.quiet, f"simulating {name}")))
+    baseline = ann_energy(ann)
+    print(_estimate_table(estimates, baseline, args.steps, data is not None))
+    doc = {"steps": args.steps, "targets": {e.name: e.json for e in estimates},
+           "ann": {"macs": baseline["macs"], "energy_j": baseline["energy_j"], "e_mac_pj": baseline["e_mac_pj"],
+                   "source": baseline["source"]}}
+    if args.json:
+        atomic_write(args.json, json.dumps(doc, indent=1))
+    if args.plot:
+        atomic_write(args.plot, plot_energy(estimates, path.name))
+    return 0
+
+
+def _estimate_table(estimates: list, baseline: dict, steps: int, measured: bool) -> str:
+    from neurocc.report import table
+
+    def mj(j):
+        return "" if j is None else f"{1e3 * j:.4g}"
+    rows = []
+    for e in estimates:
+        d = e.json
+        rows.append([e.name, f"{d['cores']:,}", f"{d['chips']:,}", f"{d['spikes_per_inference']:,.0f}",
+                     f"{d['synaptic_events_per_inference']:,.0f}",
+                     f"{100 * d['prediction_error']:+.1f}" if d.get("prediction_error") is not None else "",
+                     mj(d["energy_parts_j"]["synaptic"]), mj(d["energy_parts_j"]["neuron_updates"]),
+                     mj(d["energy_parts_j"]["static"]), mj(d["energy_per_inference_j"]),
+                     f"{baseline['energy_j'] / d['energy_per_inference_j']:.3g}" if d["energy_per_inference_j"] else "",
+                     mj(d.get("energy_to_ann_minus_1pt_j")) if measured else ""])
+    how = "measured by simulation" if measured else "predicted from the ANN's activations (no simulation)"
+    text = (f"per inference over {steps} steps, {how}; ANN: {baseline['macs']:,} MACs x {baseline['e_mac_pj']} pJ = "
+            f"{mj(baseline['energy_j'])} mJ ({baseline['source']})\n")
+    text += table(["target", "cores", "chips", "spikes", "syn. events", "pred. err %", "E syn mJ", "E neur mJ",
+                   "E static mJ", "E total mJ", "E_ANN/E_SNN", "E to ANN-1pt mJ"], rows, align="l" + "r" * 11)
+    for e in estimates:
+        c = e.json["coefficients"]
+        text += (f"\n{e.name}: {c['synaptic_event_pj']['value']} pJ/event ({c['synaptic_event_pj']['source']}); "
+                 f"{c['neuron_update_pj']['value']} pJ/update ({c['neuron_update_pj']['source']}); "
+                 f"{c['static_mw_per_core']['value']} mW/core static ({c['static_mw_per_core']['source']})")
+        for line in e.json["over_limits"]:
+            text += f"\n{e.name}: over a limit: {line}"
+    return text
 
 
 # ----------------------------------------------------------------------------------------- inspect
@@ -477,6 +585,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
+    e = sub.add_parser("estimate", help="cores, events and energy per inference on each chip, before deploying",
+                       epilog=ESTIMATE_EXAMPLE, formatter_class=fmt)
+    e.add_argument("model", help="an .onnx file (compiled for each target here) or an artifact folder")
+    e.add_argument("--target", default="all", metavar="TARGET",
+                   help="a chip target (" + ", ".join(n for n, t in TARGETS.items() if t.hwmodel) + ") or all (default)")
+    e.add_argument("--steps", type=int, default=100, help="time steps per inference (default 100)")
+    e.add_argument("--calib", help="calibration data (.npz): normalisation and the predicted activity")
+    e.add_argument("--calib-samples", type=int, default=256, help="calibration samples to use (default 256)")
+    e.add_argument("--data", help="labelled data (.npz): simulate to measure events, accuracy and the energy to "
+                                  "reach the ANN's accuracy less 1 pt")
+    e.add_argument("--limit", type=int, help="simulate only the first N samples of --data")
+    e.add_argument("--batch-size", type=int, default=64, help="samples simulated together (default 64)")
+    e.add_argument("--input-scale", type=float, default=1.0, help="as for compile")
+    e.add_argument("--mean", type=float, nargs="+", help="as for compile")
+    e.add_argument("--std", type=float, nargs="+", help="as for compile")
+    e.add_argument("--plot", help="write a PNG of accuracy against energy (needs --data)")
+    e.add_argument("--json", help="write the estimate as JSON")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_estimate)
+
     i = sub.add_parser("inspect", help="describe an ONNX model or a compiled artifact",
                        epilog=INSPECT_EXAMPLE, formatter_class=fmt)
     i.add_argument("path", help="an .onnx file or an artifact folder")
@@ -511,7 +639,7 @@ def main(argv=None, final: bool = False) -> int:
         COMMITTED.clear()
         args = build_parser().parse_args(argv)
         verbose = args.verbose
-        if final and args.command in ("compile", "run", "inspect"):
+        if final and args.command in ("compile", "run", "estimate", "inspect"):
             _import_extensions()
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                             format="neurocc: %(levelname)s: %(message)s", stream=sys.stderr, force=True)

@@ -25,3 +25,17 @@ def final_readout(trace: Trace, output: str) -> np.ndarray:
     """(samples, classes): what ``output`` reads after the last step (spike counts for a spiking read-out)."""
     r = trace.readouts[output]
     return (r.potential if r.count is None else r.count)[-1]
+
+
+def ann_predictions(ann, snn, x: np.ndarray, batch_size: int, device: str = "cpu") -> dict:
+    """SNN output name -> the argmax predictions of the matching ANN output on ``x``: the reference a run's
+    accuracy is compared with (and the truth when the data has no labels)."""
+    import torch
+
+    from neurocc.ir.executor import run_ann
+    found = {o: [] for o in ann.outputs}
+    for start in range(0, len(x), batch_size):
+        out = run_ann(ann, torch.from_numpy(x[start:start + batch_size]), device=device)
+        for o in ann.outputs:
+            found[o].append(out[o].reshape(out[o].shape[0], -1).argmax(dim=1).cpu().numpy())
+    return {snn_out: np.concatenate(found[ann_out]) for snn_out, ann_out in zip(snn.outputs, ann.outputs)}

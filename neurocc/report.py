@@ -63,3 +63,28 @@ def plot_run(s: RunSummary, title: str) -> bytes:
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
+
+
+def plot_energy(estimates: list, title: str) -> bytes:
+    """PNG: accuracy against cumulative energy per inference (log scale), one curve per target."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for est in estimates:
+        ax.plot(1e3 * est.energy_per_step, 100 * est.accuracy, label=est.name)
+    ann = estimates[0].json["ann_accuracy"]
+    ax.axhline(100 * ann, color="k", ls="--", lw=1, label=f"ANN {100 * ann:.2f} %")
+    ax.axhline(100 * (ann - 0.01), color="k", ls=":", lw=1, label="ANN - 1 pt")
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per inference so far (mJ)")
+    ax.set_ylabel("accuracy %" if estimates[0].json["accuracy_reference"] == "labels" else "agreement with ANN %")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
