@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from .base import Backend, PopulationResources, Resources, Target
 from .reference.backend import ReferenceBackend
+from .truenorth.backend import TrueNorthBackend
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     ReferenceBackend(),
+    TrueNorthBackend(),
 )}
 
 _FLOAT = ("normalize",)
@@ -23,7 +25,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("generic", "ideal NL-IAF in 8-bit weights and 32-bit saturating state", "generic", _INTEGER, "reference"),
     Target("loihi", "Intel Loihi (lava-nc 0.10.0 fixed-point LIF and Dense)", "loihi", _INTEGER, "reference"),
     Target("spinnaker", "SpiNNaker (sPyNNaker's LIF, s16.15, delta synapses)", "spinnaker", _INTEGER, "reference"),
-    Target("truenorth", "IBM TrueNorth (4 axon types, 20-bit V, linear reset)", "truenorth", _INTEGER, "reference"),
+    Target("truenorth", "IBM TrueNorth (4 axon types, 20-bit V, linear reset)", "truenorth", _INTEGER + ("map_cores",),
+           "truenorth"),
 )}
 
 __all__ = ["BACKENDS", "TARGETS", "Backend", "PopulationResources", "Resources", "Target"]

@@ -71,8 +71,9 @@ def apply_chain(chain, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def run_rate(graph: Graph, x, saturate: bool = False, keep: Optional[Callable[[str], bool]] = None,
-             dtype=torch.float32, device="cpu") -> dict[str, torch.Tensor]:
-    """Evaluate the rate view of an SNN-level graph on one batch (see the module docstring)."""
+             dtype=torch.float32, device="cpu", rate_of: Optional[Callable] = None) -> dict[str, torch.Tensor]:
+    """Evaluate the rate view of an SNN-level graph on one batch (see the module docstring). ``rate_of(name, I)``,
+    if given, is each spiking population's rate for its drive I instead (a chip's reset and refractory rules)."""
     assert graph.level == "snn", "run_rate needs an SNN-level graph"
     bound = _bind_inputs(graph, x)
     values: dict[str, torch.Tensor] = {}
@@ -87,6 +88,8 @@ def run_rate(graph: Graph, x, saturate: bool = False, keep: Optional[Callable[[s
             current = current + apply_chain(proj.ops, values[src])
         if node.readout == "accumulate":
             values[name] = current
+        elif rate_of is not None:
+            values[name] = rate_of(name, current)
         else:
             rate = torch.clamp(current, min=0.0, max=node.cap)
             values[name] = torch.clamp(rate, max=1.0) if saturate else rate

@@ -1,24 +1,28 @@
-"""Spikes and synaptic events predicted before any simulation, from the ANN's activations on data.
+"""Spikes and synaptic events predicted before any simulation, from the network's rates on data.
 
-A neuron i of a normalised population receives about z_i = a_i / lambda_i per step (its ANN activation
-in units of its lambda; bayesian-fusion eq. 8) and fires at the rate of an integrate-and-fire neuron
-under constant drive:
+A neuron i of a normalised population receives about z_i per step, in thresholds (for the first layer,
+its ANN activation in units of its lambda; bayesian-fusion eq. 8), and fires at the rate of an
+integrate-and-fire neuron under constant drive:
 
     subtract reset:        r = min(z, 1)
     reset to zero:         r = 1 / ceil(1 / z)        (compare >=;  1 / (floor(1 / z) + 1) for >)
     refractory R steps:    r = 1 / (1 / r0 + R)       (R steps of input ignored after each spike)
 
-It starts firing once its input reaches it: after d_p steps, the sum of the projection delays along
-the longest path from the input. Per step t > d_p, population p emits sum_i r_i spikes and causes
-sum_i r_i * fan_out_i synaptic events (``ir.synapses.fan_out``); a Poisson-coded input fires at
-min(|x| / lambda_in, 1). Means over the data's samples, like a trace's counts.
+Layer by layer, a population's drive is computed from its sources' predicted rates (``run_rate`` with
+these rules, on the dequantised graph of an integer target), so a chip's rate losses propagate: with
+reset by subtraction the rates are the ANN's normalised activations. A population starts firing once
+its input reaches it, after d_p steps (the sum of projection delays along the longest path from the
+input). Per step t > d_p it emits sum_i r_i spikes and causes sum_i r_i * fan_out_i synaptic events
+(``ir.synapses.fan_out``); a Poisson-coded input fires at min(|x| / lambda_in, 1). Means over the
+data's samples, like a trace's counts.
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from neurocc.ir import Graph
-from neurocc.ir.executor import run_ann
+from neurocc.ir.executor import run_rate
 from neurocc.ir.snn import InputSource, Population
 from neurocc.ir.synapses import fan_out
 
@@ -48,19 +52,20 @@ def onset_steps(snn: Graph) -> dict:
     return onset
 
 
-def predicted_activity(snn: Graph, ann: Graph, x: np.ndarray, steps: int, batch_size: int = 128) -> tuple[dict, dict]:
-    """(spikes, events): name -> (steps,) mean per sample per step, predicted from the ANN on ``x``."""
+def predicted_activity(snn: Graph, x: np.ndarray, steps: int, batch_size: int = 128) -> tuple[dict, dict]:
+    """(spikes, events): name -> (steps,) mean per sample per step, predicted from the rates on ``x``."""
+    from neurocc.passes.quantize import dequantize
+
+    view = dequantize(snn) if snn.meta.get("mode") == "integer" else snn
+    spiking = [n for n in snn.nodes() if isinstance(snn.payload(n), Population) and snn.payload(n).readout == "spike"]
+
+    def rate(name, drive):
+        return torch.from_numpy(firing_rate(drive.double().numpy(), snn.payload(name).neuron)).to(drive.dtype)
     rates = {}
-    sources = {snn.payload(n).source_node: n for n in snn.nodes()
-               if isinstance(snn.payload(n), Population) and snn.payload(n).readout == "spike"}
-    lambdas = snn.meta.get("lambdas", {})
     for start in range(0, len(x), batch_size):
-        values = run_ann(ann, x[start:start + batch_size], keep=lambda n: n in sources)
-        for node, name in sources.items():
-            shape = (1, -1) + (1,) * (len(snn.shape(name)) - 1)
-            lam = np.asarray(lambdas.get(name, snn.payload(name).scale), np.float64).reshape(shape)
-            r = firing_rate(values[node].numpy() / lam, snn.payload(name).neuron).sum(axis=0)
-            rates[name] = rates.get(name, 0.0) + r
+        values = run_rate(view, x[start:start + batch_size], keep=lambda n: n in spiking, rate_of=rate)
+        for name in spiking:
+            rates[name] = rates.get(name, 0.0) + values[name].double().numpy().sum(axis=0)
     for name in snn.inputs:
         node = snn.payload(name)
         if isinstance(node, InputSource) and not node.coding.constant:

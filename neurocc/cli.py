@@ -381,7 +381,7 @@ def cmd_estimate(args) -> int:
     for name, snn in compiled.items():
         hw = load_hwmodel(TARGETS[name].hwmodel)
         estimates.append(estimate_target(name, snn, ann, hw, BACKENDS[TARGETS[name].backend], x_predict, args.steps,
-                                         data=data, batch_size=args.batch_size,
+                                         data=data, batch_size=args.batch_size, must_map=len(compiled) == 1,
                                          progress=_progress(args.quiet, f"simulating {name}")))
     baseline = ann_energy(ann)
     print(_estimate_table(estimates, baseline, args.steps, data is not None))
@@ -403,7 +403,8 @@ def _estimate_table(estimates: list, baseline: dict, steps: int, measured: bool)
     rows = []
     for e in estimates:
         d = e.json
-        rows.append([e.name, f"{d['cores']:,}", f"{d['chips']:,}", f"{d['spikes_per_inference']:,.0f}",
+        rows.append([e.name, "yes" if d["maps"] else "no", f"{d['cores']:,}", f"{d['chips']:,}",
+                     f"{d['spikes_per_inference']:,.0f}",
                      f"{d['synaptic_events_per_inference']:,.0f}",
                      f"{100 * d['prediction_error']:+.1f}" if d.get("prediction_error") is not None else "",
                      mj(d["energy_parts_j"]["synaptic"]), mj(d["energy_parts_j"]["neuron_updates"]),
@@ -413,15 +414,16 @@ def _estimate_table(estimates: list, baseline: dict, steps: int, measured: bool)
     how = "measured by simulation" if measured else "predicted from the ANN's activations (no simulation)"
     text = (f"per inference over {steps} steps, {how}; ANN: {baseline['macs']:,} MACs x {baseline['e_mac_pj']} pJ = "
             f"{mj(baseline['energy_j'])} mJ ({baseline['source']})\n")
-    text += table(["target", "cores", "chips", "spikes", "syn. events", "pred. err %", "E syn mJ", "E neur mJ",
-                   "E static mJ", "E total mJ", "E_ANN/E_SNN", "E to ANN-1pt mJ"], rows, align="l" + "r" * 11)
+    text += table(["target", "maps", "cores", "chips", "spikes", "syn. events", "pred. err %", "E syn mJ",
+                   "E neur mJ", "E static mJ", "E total mJ", "E_ANN/E_SNN", "E to ANN-1pt mJ"], rows,
+                  align="ll" + "r" * 11)
     for e in estimates:
         c = e.json["coefficients"]
         text += (f"\n{e.name}: {c['synaptic_event_pj']['value']} pJ/event ({c['synaptic_event_pj']['source']}); "
                  f"{c['neuron_update_pj']['value']} pJ/update ({c['neuron_update_pj']['source']}); "
                  f"{c['static_mw_per_core']['value']} mW/core static ({c['static_mw_per_core']['source']})")
         for line in e.json["over_limits"]:
-            text += f"\n{e.name}: over a limit: {line}"
+            text += f"\n{e.name}: does not map: {line}"
     return text
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from neurocc.activity import predicted_activity
 from neurocc.decode import ann_predictions
 from neurocc.energy import snn_energy
+from neurocc.errors import NeuroccError
 from neurocc.ir import Graph
 
 ACCURACY_MARGIN = 0.01          # energy to reach the ANN's accuracy less one point
@@ -31,18 +32,21 @@ class TargetEstimate:
 
 
 def estimate_target(name: str, snn: Graph, ann: Graph, hwmodel, backend, x_predict: np.ndarray, steps: int,
-                    data: Optional[tuple] = None, batch_size: int = 64,
+                    data: Optional[tuple] = None, batch_size: int = 64, must_map: bool = False,
                     progress: Callable = lambda it, **_: it) -> TargetEstimate:
-    """The estimate of one compiled network (see the module docstring); ``data`` = (x, labels or None)."""
+    """The estimate of one compiled network (see the module docstring); ``data`` = (x, labels or None).
+    A network over one of the chip's limits is a ``NeuroccError`` with ``must_map``, else flagged (``maps``)."""
     from neurocc.evaluate import summarize, per_step_means
 
     res = backend.resources(snn, hwmodel)
+    if must_map and res.over_limits:
+        raise NeuroccError(f"the network does not map onto {name}: {res.over_limits[0]}")
     neurons = {p.name: p.neurons for p in res.populations}
     cores = {p.name: p.cores or 0 for p in res.populations}
-    spikes_pred, events_pred = predicted_activity(snn, ann, x_predict, steps)
+    spikes_pred, events_pred = predicted_activity(snn, x_predict, steps)
     predicted = snn_energy(hwmodel, events_pred, neurons, cores, steps)
     doc = {"cores": res.cores, "chips": res.chips, "neurons": res.neurons, "synapses": res.synapses,
-           "mapped_by": res.method, "over_limits": list(res.over_limits),
+           "mapped_by": res.method, "maps": not res.over_limits, "over_limits": list(res.over_limits),
            "predicted_spikes_per_inference": float(sum(s.sum() for s in spikes_pred.values())),
            "predicted_synaptic_events_per_inference": float(sum(e.sum() for e in events_pred.values())),
            "predicted_energy_per_inference_j": predicted.total, "coefficients": predicted.coefficients}

@@ -1,6 +1,7 @@
 """The ordered pass lists, in one place, and the pass manager that runs them.
 
     ANN: canonicalize -> fold_batchnorm -> calibrate -> lower_to_snn -> SNN: normalize [-> optimize] [-> quantize]
+         [-> map_cores (truenorth: the core mapping and its splitter delays)]
 
 The SNN passes of each target are named by its entry in ``neurocc.backends.TARGETS``: ``reference``
 stays in float; the integer targets quantise for their hardware model (hwmodels/). ``optimize`` runs
@@ -19,6 +20,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from neurocc.backends import TARGETS
+from neurocc.backends.truenorth.mapping import map_truenorth
 from neurocc.errors import NeuroccError
 from neurocc.hwmodels import load_hwmodel
 from neurocc.ir import Graph, VerificationError, verify
@@ -46,6 +48,7 @@ SNN_PASSES = {p.name: p for p in (
     Pass("normalize", normalize, "snn", "snn"),
     _OPTIMIZE,
     Pass("quantize", quantize, "snn", "snn"),
+    Pass("map_cores", map_truenorth, "snn", "snn"),
 )}
 ALL_PASS_NAMES = tuple(p.name for p in ANN_PASSES) + (LOWERING.name,) + tuple(SNN_PASSES)
 

@@ -168,11 +168,17 @@ def _weight_room(w: np.ndarray, fmt) -> int:
     return min(hi if w.max() > 0 else hi - lo, -lo if w.min() < 0 else hi - lo)
 
 
-def _levels(x: np.ndarray, fmt) -> tuple[np.ndarray, np.ndarray]:
-    """x rounded to k * B_c per output channel (axis 0); returns (q, clipped mask)."""
+def level_steps(x: np.ndarray, fmt) -> np.ndarray:
+    """B_c per output channel (axis 0) of a per-channel level format, for weights ``x`` in state units."""
     k_max, b_max = _codebook(fmt)
     per_channel = np.abs(x).reshape(x.shape[0], -1).max(axis=1) if x.ndim else np.abs(x).reshape(1)
-    step = np.clip(np.ceil(per_channel / (k_max + 0.5)), 1, b_max)
+    return np.clip(np.ceil(per_channel / (k_max + 0.5)), 1, b_max)
+
+
+def _levels(x: np.ndarray, fmt) -> tuple[np.ndarray, np.ndarray]:
+    """x rounded to k * B_c per output channel (axis 0); returns (q, clipped mask)."""
+    k_max, _ = _codebook(fmt)
+    step = level_steps(x, fmt)
     step = step.reshape((-1,) + (1,) * (x.ndim - 1)) if x.ndim else step[0]
     k = np.rint(x / step)
     return np.clip(k, -k_max, k_max) * step, np.abs(k) > k_max
@@ -189,9 +195,12 @@ def _quantize_weights(w: np.ndarray, scale: float, fmt) -> tuple[np.ndarray, dic
         q = np.clip(q, lo, hi)
     zeroed = (w != 0) & (q == 0)
     total = max(float(np.abs(x).sum()), 1e-30)
-    return q, {"clipped": int(clipped.sum()), "zeroed": int(zeroed.sum()),
-               "rel_error": float(np.linalg.norm(q - x) / max(np.linalg.norm(x), 1e-30)),
-               "mass_lost": float(np.abs(x - q)[clipped | zeroed].sum() / total)}
+    stats = {"clipped": int(clipped.sum()), "zeroed": int(zeroed.sum()),
+             "rel_error": float(np.linalg.norm(q - x) / max(np.linalg.norm(x), 1e-30)),
+             "mass_lost": float(np.abs(x - q)[clipped | zeroed].sum() / total)}
+    if fmt.levels_per_channel:              # B_c per output channel: a core mapping reads the levels k back
+        stats["level_steps"] = level_steps(x, fmt).tolist()
+    return q, stats
 
 
 def _max_bias(fmt) -> float:
@@ -274,7 +283,7 @@ def quantize(graph: Graph, ctx) -> Graph:
             delay = 0 if from_input else hw.timing.projection_delay_steps
             new = Projection(ops=_with_weights(inc.chain, q), delay=delay, shift=e)
             g.nx.edges[inc.src, name, inc.key]["proj"] = new
-            report.append({"population": name, "source": inc.src, "threshold": theta, "exponent": e,
+            report.append({"population": name, "source": inc.src, "key": inc.key, "threshold": theta, "exponent": e,
                            "weights": int(np.size(q)), **stats})
         neuron = node.neuron
         reset = hw.neuron.reset if fixed_reset else neuron.reset

@@ -1,0 +1,230 @@
+"""TrueNorth core mapping: which neurons share a core, the axons their inputs need, and the splitters
+that fan-out needs.
+
+A TrueNorth core (Merolla et al. 2014, Fig. 1 and §S1) is a binary crossbar of 256 axons x 256 neurons
+(hwmodels/truenorth.toml ``limits``); every axon has one of 4 types G and neuron j weighs a spike on an
+axon of type G by its own S_j^G. neurocc's level format (``quantize``) gives the neurons of channel c
+the weights k * B_c, |k| <= 3, over the types +A = 2 B_c, +B = B_c, -A, -B:
+
+    k = +-1 uses +-B,   k = +-2 uses +-A,   k = +-3 uses +-A and +-B
+
+so an input neuron needs, on a core, one axon per type its weights to that core's neurons use.
+
+Packing, per population: neurons are taken in spatial-major order (all channels of one position, then the
+next), so that outputs sharing inputs share a core, and a core takes neurons while it holds at most
+``neurons_per_core`` of them whose inputs need at most ``fan_in_per_core`` axons. A neuron whose own
+inputs need more axons than a core has cannot be mapped: neurocc does not split a neuron's inputs over
+cores (that needs partial-sum neurons, which change the dynamics).
+
+Fan-out: a neuron's spike goes to one axon of one core. A source population some of whose neurons must
+reach more than one axon (several cores, or several types on one core) is routed through splitter cores:
+one axon there feeds one splitter neuron per target axon, each relaying the spike one tick later. Every
+neuron of such a population is routed so, so each of its projections is exactly one step longer (the
+``map_cores`` pass adds the step to the graph, and the reference simulator runs it). A splitter core holds
+at most 256 splitter neurons fed by at most 256 axons. Inputs come from the host, which can address any
+number of axons: they need none.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neurocc.errors import NeuroccError
+from neurocc.ir import Graph, ops
+from neurocc.ir.executor import apply_chain
+from neurocc.ir.snn import InputSource
+
+POS_B, POS_A, NEG_B, NEG_A = 1, 2, 4, 8
+LEVEL_TYPES = {1: POS_B, 2: POS_A, 3: POS_A | POS_B, -1: NEG_B, -2: NEG_A, -3: NEG_A | NEG_B}
+_POPCOUNT = np.array([bin(i).count("1") for i in range(16)], np.int64)
+_TYPES_OF_LEVEL = np.array([LEVEL_TYPES.get(k, 0) for k in range(-3, 4)], np.int64)     # indexed by k + 3
+_CHUNK = 256                   # source neurons pushed through a projection's chain at once
+
+
+@dataclass(frozen=True)
+class PopulationMapping:
+    name: str
+    neurons: int
+    cores: int
+    axons: int                  # axons used on its cores, summed
+    splitter_neurons: int       # relaying this population's spikes (0: no splitters)
+    splitter_cores: int
+    neuron_utilisation: float   # neurons / (cores x neurons_per_core)
+    axon_utilisation: float     # axons / (cores x fan_in_per_core)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    populations: tuple
+    cores: int
+    chips: int
+    splitter_neurons: int
+    split_sources: tuple        # populations routed through splitters (their projections are one step longer)
+    unmappable: tuple = ()      # why the graph does not map, one line per population (then nothing else is set)
+
+
+def _level_matrix(proj, src_shape: tuple, steps: np.ndarray, where: str):
+    """The projection's synapses as a sparse (target neurons x source neurons) matrix of levels k: its integer
+    chain applied to one-hot source spikes (exact in float64), divided by the target channel's B_c."""
+    from scipy import sparse
+
+    if proj.ops and isinstance(proj.ops[0], ops.MaxPool):
+        raise NeuroccError(f"{where}: the spiking max-pool gate has no TrueNorth crossbar form; use average pooling")
+    n_src = math.prod(src_shape)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, n_src, _CHUNK):
+            count = min(_CHUNK, n_src - start)
+            one_hot = torch.zeros((count, n_src), dtype=torch.float64)
+            one_hot[torch.arange(count), torch.arange(start, start + count)] = 1.0
+            out = apply_chain(proj.ops, one_hot.reshape((count,) + tuple(src_shape))).reshape(count, -1).numpy()
+            src, dst = np.nonzero(out)
+            k = out[src, dst] / steps[dst]
+            if not np.all(k == np.rint(k)) or np.abs(k).max(initial=0) > 3:
+                raise NeuroccError(f"{where}: an effective synapse weight is not one of the 7 TrueNorth levels "
+                                   "(pooling folded into a weighted layer sums several weights into one synapse)")
+            parts.append(sparse.coo_matrix((np.rint(k), (dst, src)), shape=(len(steps), count)))
+    return sparse.hstack(parts).tocsr() if len(parts) > 1 else parts[0].tocsr()
+
+
+def _row_steps(steps: list, dst_shape: tuple) -> np.ndarray:
+    """B_c for every target neuron (channel-major flattening), from the per-channel list of the report."""
+    steps = np.asarray(steps, np.float64).reshape(-1)
+    per_channel = math.prod(dst_shape[1:]) if len(dst_shape) > 1 else 1
+    if steps.size == 1:
+        return np.full(math.prod(dst_shape), steps[0])
+    return np.repeat(steps, per_channel) if len(dst_shape) > 1 else steps
+
+
+def _spatial_major(shape: tuple) -> np.ndarray:
+    """Flat (channel-major) indices of a population's neurons, position by position, channels within."""
+    index = np.arange(math.prod(shape)).reshape(shape)
+    return index.transpose(tuple(range(1, len(shape))) + (0,)).reshape(-1) if len(shape) > 1 else index
+
+
+def map_cores(graph: Graph, hw) -> Mapping:
+    """The core mapping of a TrueNorth-quantised graph (see the module docstring); a graph that does not map
+    gives ``unmappable`` reasons (a neuron's fan-in beyond a core, weights beyond the levels, a max-pool gate,
+    fan-out beyond a splitter core) and no counts."""
+    limits = hw.limits
+    report = {(r["population"], r["source"], r.get("key", 0)): r for r in graph.meta.get("quantization", [])}
+    copies = {n: np.zeros(math.prod(graph.shape(n)), np.int64) for n in graph.nodes()}
+    rows = {}
+    unmappable = []
+    for name in graph.topo_order():
+        if isinstance(graph.payload(name), InputSource):
+            continue
+        try:
+            rows[name] = _map_population(graph, name, report, copies, limits)
+        except NeuroccError as e:
+            unmappable.append(str(e))
+    if unmappable:
+        return Mapping(populations=(), cores=0, chips=0, splitter_neurons=0, split_sources=(),
+                       unmappable=tuple(unmappable))
+    split = tuple(n for n in graph.topo_order() if not isinstance(graph.payload(n), InputSource)
+                  and copies[n].max(initial=0) > 1)
+    populations, total_splitters, total_cores = [], 0, 0
+    for name, (neurons, cores, used) in rows.items():
+        splitters = int(copies[name].sum()) if name in split else 0
+        try:
+            splitter_cores = _splitter_cores(copies[name], limits, name) if name in split else 0
+        except NeuroccError as e:
+            return Mapping(populations=(), cores=0, chips=0, splitter_neurons=0, split_sources=(),
+                           unmappable=(str(e),))
+        populations.append(PopulationMapping(
+            name=name, neurons=neurons, cores=cores, axons=used, splitter_neurons=splitters,
+            splitter_cores=splitter_cores, neuron_utilisation=neurons / (cores * limits.neurons_per_core),
+            axon_utilisation=used / (cores * limits.fan_in_per_core)))
+        total_splitters += splitters
+        total_cores += cores + splitter_cores
+    return Mapping(populations=tuple(populations), cores=total_cores,
+                   chips=max(1, math.ceil(total_cores / limits.cores_per_chip)), splitter_neurons=total_splitters,
+                   split_sources=split)
+
+
+def _map_population(graph: Graph, name: str, report: dict, copies: dict, limits) -> tuple:
+    """Pack one population onto cores; add the axons each source neuron must reach to ``copies``;
+    return (neurons, cores, axons used)."""
+    from scipy import sparse
+
+    dst_shape = graph.shape(name)
+    blocks, sources = [], []
+    for src, _, key, d in graph.nx.in_edges(name, keys=True, data=True):
+        where = f"projection {src!r} -> {name!r}"
+        entry = report.get((name, src, key))
+        if entry is None or "level_steps" not in entry:
+            raise NeuroccError(f"{where}: no TrueNorth weight levels recorded; compile with --target truenorth")
+        blocks.append(_level_matrix(d["proj"], graph.shape(src), _row_steps(entry["level_steps"], dst_shape),
+                                    where))
+        sources.append(src)
+    masks = sparse.hstack(blocks).tocsr() if len(blocks) > 1 else blocks[0]
+    masks.data = _TYPES_OF_LEVEL[np.rint(masks.data).astype(np.int64) + 3]
+    need = np.asarray(sparse.csr_matrix((_POPCOUNT[masks.data], masks.indices, masks.indptr),
+                                        shape=masks.shape).sum(axis=1)).ravel()
+    worst = int(need.argmax())
+    if need[worst] > limits.fan_in_per_core:
+        raise NeuroccError(f"population {name!r}: neuron {worst} needs {int(need[worst]):,} axons (its inputs "
+                           f"times the axon types its weights use), more than a core's {limits.fan_in_per_core} "
+                           "(neurocc does not split a neuron's inputs over cores)")
+    cores, axons = _pack(masks, _spatial_major(dst_shape), limits)
+    offset = 0
+    for src, block in zip(sources, blocks):
+        width = block.shape[1]
+        for core_mask in axons:
+            copies[src] += _POPCOUNT[core_mask[offset:offset + width]]
+        offset += width
+    return math.prod(dst_shape), len(cores), int(sum(_POPCOUNT[m].sum() for m in axons))
+
+
+def _pack(masks, order: np.ndarray, limits) -> tuple[list, list]:
+    """Greedy packing of the rows of ``masks`` (CSR: axon types per input) in ``order``: (members, axon masks)
+    per core."""
+    cores, axons = [], []
+    members, used, count = [], np.zeros(masks.shape[1], np.int64), 0
+    for row in order:
+        nz = masks.indices[masks.indptr[row]:masks.indptr[row + 1]]
+        types = masks.data[masks.indptr[row]:masks.indptr[row + 1]]
+        grown = used[nz] | types
+        delta = int(_POPCOUNT[grown].sum() - _POPCOUNT[used[nz]].sum())
+        if members and (len(members) == limits.neurons_per_core or count + delta > limits.fan_in_per_core):
+            cores.append(members)
+            axons.append(used)
+            members, used, count = [], np.zeros(masks.shape[1], np.int64), 0
+            grown, delta = types, int(_POPCOUNT[types].sum())
+        used[nz] = grown
+        count += delta
+        members.append(int(row))
+    if members:
+        cores.append(members)
+        axons.append(used)
+    return cores, axons
+
+
+def _splitter_cores(copies: np.ndarray, limits, name: str) -> int:
+    """Splitter cores for neurons that relay ``copies`` spikes each: one axon and that many neurons per source."""
+    if copies.max() > limits.neurons_per_core:
+        raise NeuroccError(f"population {name!r}: a neuron must reach {int(copies.max()):,} axons, more than one "
+                           f"splitter core relays ({limits.neurons_per_core}); neurocc does not chain splitters")
+    cores, neurons, axon_count = 0, 0, 0
+    for c in copies[copies > 0]:
+        if neurons + c > limits.neurons_per_core or axon_count + 1 > limits.fan_in_per_core or not cores:
+            cores, neurons, axon_count = cores + 1, 0, 0
+        neurons += int(c)
+        axon_count += 1
+    return cores
+
+
+def map_truenorth(graph: Graph, ctx) -> Graph:
+    """The ``map_cores`` pass: map the quantised graph onto cores, make every projection from a population routed
+    through splitters one step longer (the relay's tick), and keep the mapping in ``meta["core_mapping"]``."""
+    mapping = map_cores(graph, ctx.hwmodel)
+    g = graph.copy()
+    for src in mapping.split_sources:        # none when the graph does not map: it is simulated as quantised
+        for u, v, k, d in list(g.nx.out_edges(src, keys=True, data=True)):
+            g.nx.edges[u, v, k]["proj"] = dataclasses.replace(d["proj"], delay=d["proj"].delay + 1)
+    g.meta["core_mapping"] = dataclasses.asdict(mapping)
+    return g

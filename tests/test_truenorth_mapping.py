@@ -1,0 +1,94 @@
+"""The TrueNorth core mapping against counts worked by hand: axons per input and weight type, packing into
+256 x 256 cores, splitters for fan-out, their tick of delay in the simulated graph, and the limits named."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neurocc.backends import BACKENDS
+from neurocc.backends.truenorth.mapping import map_cores, map_truenorth
+from neurocc.hwmodels import load_hwmodel
+from neurocc.ir import Graph, ops, verify
+from neurocc.ir.neurons import TrueNorth
+from neurocc.ir.snn import InputSource, Population, Projection
+from neurocc.pipeline import CompileContext
+from neurocc.options import CompileOptions
+
+HW = load_hwmodel("truenorth")
+B = 5                                     # B_c of every channel: levels k * 5
+
+
+def _dense(levels_1: np.ndarray, levels_2: np.ndarray = None) -> Graph:
+    """x -> h (weights levels_1 * B) [-> out (levels_2 * B)], quantised for TrueNorth by hand."""
+    g = Graph("snn", inputs=("x",), meta={"mode": "integer", "quantization": []})
+    n_in, n_h = levels_1.shape[1], levels_1.shape[0]
+    g.add_node("x", InputSource(shape=(n_in,), bits=8), (n_in,))
+    neuron = TrueNorth(threshold=100.0)
+    g.add_node("h", Population(shape=(n_h,), bias=np.zeros(n_h), neuron=neuron), (n_h,))
+    g.add_projection("x", "h", Projection(ops=(ops.Gemm(weight=levels_1 * B),)))
+    g.meta["quantization"].append({"population": "h", "source": "x", "key": 0, "level_steps": [B] * n_h})
+    last = "h"
+    if levels_2 is not None:
+        n_out = levels_2.shape[0]
+        g.add_node("out", Population(shape=(n_out,), bias=np.zeros(n_out), neuron=neuron), (n_out,))
+        g.add_projection("h", "out", Projection(ops=(ops.Gemm(weight=levels_2 * B),), delay=1))
+        g.meta["quantization"].append({"population": "out", "source": "h", "key": 0, "level_steps": [B] * n_out})
+        last = "out"
+    g.outputs = (last,)
+    verify(g)
+    return g
+
+
+def test_an_input_takes_one_axon_per_weight_type_it_uses_on_a_core():
+    # 8 neurons on one core; input i's weights to them use: i < 10: only +1 (one axon, +B); 10 <= i < 20: +3
+    # (two, +A and +B); 20 <= i < 30: +1 and -2 on different neurons (two, +B and -A); 30 <= i < 40: all four
+    levels = np.zeros((8, 40), np.int64)
+    levels[:, :10] = 1
+    levels[:, 10:20] = 3
+    levels[:4, 20:30], levels[4:, 20:30] = 1, -2
+    levels[:4, 30:40], levels[4:, 30:40] = 3, -3
+    m = map_cores(_dense(levels), HW)
+    (h,) = m.populations
+    assert (h.cores, h.axons) == (1, 10 * 1 + 10 * 2 + 10 * 2 + 10 * 4)
+    assert h.axon_utilisation == pytest.approx(90 / 256) and h.neuron_utilisation == pytest.approx(8 / 256)
+    assert m.splitter_neurons == 0 and m.split_sources == ()      # inputs come from the host
+
+
+def test_a_neuron_whose_inputs_need_more_axons_than_a_core_has_is_refused():
+    def both_signs(inputs):          # neurons 0, 1 weigh every input +3 (+A, +B), neurons 2, 3 weigh it -3 (-A, -B)
+        return np.repeat(np.array([[3], [3], [-3], [-3]]), inputs, axis=1)
+    assert map_cores(_dense(both_signs(64)), HW).populations[0].axons == 256     # 64 inputs x 4 axons: exactly
+    split = map_cores(_dense(both_signs(66)), HW).populations[0]    # 264 axons: the +3 pair and the -3 pair
+    assert (split.cores, split.axons) == (2, 264)                    # each take a core of 132 axons
+    one_neuron_too_wide = np.full((1, 129), 3)                                   # 129 inputs x 2 axons = 258
+    (why,) = map_cores(_dense(one_neuron_too_wide), HW).unmappable
+    assert "population 'h': neuron 0 needs 258 axons" in why
+
+
+def test_300_neurons_take_two_cores_and_their_sources_need_splitters():
+    # h: 300 neurons reading 10 inputs at +1: cores of 256 and 44 neurons, 10 axons each;
+    # out: 2 neurons reading all 300 h neurons at +1 and -1 (two axon types): 600 axons > 256 would not fit,
+    # so read 100 of them: 200 axons on one core; each of those 100 h neurons must reach 2 axons: splitters.
+    levels_2 = np.zeros((2, 300), np.int64)
+    levels_2[0, :100], levels_2[1, :100] = 1, -1
+    g = _dense(np.ones((300, 10), np.int64), levels_2)
+    m = map_cores(g, HW)
+    h, out = m.populations
+    assert (h.cores, h.axons) == (2, 20) and (out.cores, out.axons) == (1, 200)
+    assert m.split_sources == ("h",)
+    assert h.splitter_neurons == 200 and h.splitter_cores == 1     # 100 sources x 2 copies, 100 axons: one core
+    assert m.cores == 2 + 1 + 1
+    mapped = map_truenorth(g, CompileContext(CompileOptions(target="truenorth"), hwmodel=HW))
+    assert [p.delay for _, _, p in mapped.projections("out")] == [2]          # the splitter's tick, simulated
+    trace = BACKENDS["truenorth"].run(mapped, np.ones((2, 10), np.float32), 5)
+    assert trace.steps == 5
+
+
+def test_a_fan_out_beyond_one_splitter_core_is_refused():
+    # one h neuron read by 300 out neurons on two cores with all four types on each: 8 copies, fine; a neuron
+    # reaching more than 256 axons cannot be relayed by one splitter core
+    wide = np.tile(np.array([[1], [2], [-1], [-2]]), (75, 1))       # out: 300 neurons, types cycle per neuron
+    m = map_cores(_dense(np.ones((1, 1), np.int64), wide), HW)
+    assert m.populations[0].splitter_neurons == 8                  # 2 cores x 4 types
+    (why,) = map_cores(_dense(np.ones((1, 1), np.int64), np.ones((257 * 256, 1), np.int64)), HW).unmappable
+    assert "splitter core" in why
