@@ -134,12 +134,29 @@ def cmd_compile(args) -> int:
         print(_population_table(result.snn, backend.resources(result.snn, ctx.hwmodel)))
         if "quantization" in result.snn.meta:
             print(_quantization_table(result.snn.meta))
+        if "core_mapping" in result.snn.meta:
+            print(_mapping_table(result.snn.meta["core_mapping"]))
         if "optimization" in result.snn.meta:
             print(_optimization_summary(result.snn.meta["optimization"]))
         for note in result.snn.meta.get("notes", []):
             print(f"note: {note}")
         print(f"compiled {args.model} for target {opts.target} in {elapsed:.2f} s -> {out}")
     return 0
+
+
+def _mapping_table(mapping: dict) -> str:
+    """The TrueNorth core mapping per population: cores, crossbar use, splitters."""
+    from neurocc.report import table
+
+    if mapping["unmappable"]:
+        return "TrueNorth core mapping: does not map:\n" + "\n".join(f"  {why}" for why in mapping["unmappable"])
+    rows = [[p["name"], f"{p['neurons']:,}", f"{p['cores']:,}", f"{p['axons']:,}",
+             f"{100 * p['neuron_utilisation']:.1f}", f"{100 * p['axon_utilisation']:.1f}",
+             f"{p['splitter_neurons']:,}", f"{p['splitter_cores']:,}"] for p in mapping["populations"]]
+    return (f"TrueNorth core mapping: {mapping['cores']:,} cores on {mapping['chips']:,} chip(s), "
+            f"{mapping['splitter_neurons']:,} splitter neurons (one tick each, simulated)\n"
+            + table(["population", "neurons", "cores", "axons", "neurons %", "axons %", "splitters", "splitter cores"],
+                    rows, align="lrrrrrrr"))
 
 
 def _optimization_summary(report: dict) -> str:
@@ -350,7 +367,7 @@ def cmd_estimate(args) -> int:
         if args.target not in (own, "all") or TARGETS[own].hwmodel is None:
             raise NeuroccError(f"{path}: the artifact is compiled for {own}; estimate it for that target (an integer "
                                "target), or pass the ONNX model to compare targets")
-        ann, pre, compiled = art.ann, art.options.preprocess, {own: art.snn}
+        ann, pre, compiled, refused = art.ann, art.options.preprocess, {own: art.snn}, {}
     else:
         if args.target != "all" and args.target not in chips:
             raise NeuroccError(f"--target {args.target!r}: estimate needs a chip target: {', '.join(chips)} or all")
@@ -360,12 +377,21 @@ def cmd_estimate(args) -> int:
         calib = None
         if args.calib:
             calib = load_data(args.calib, ann.shape(ann.inputs[0]), pre, limit=args.calib_samples)[0]
-        compiled, imported = {}, ann
+        compiled, imported, refused = {}, ann, {}
         for name in chips if args.target == "all" else [args.target]:
             opts = CompileOptions(target=name, normalization="percentile" if calib is not None else "model",
                                   preprocess=pre)
-            result = compile_graph(imported, CompileContext(opts, calib_x=calib))
+            try:
+                result = compile_graph(imported, CompileContext(opts, calib_x=calib))
+            except NeuroccError as e:
+                if args.target != "all":
+                    raise
+                refused[name] = str(e)          # this chip's formats cannot hold the network: the others go on
+                continue
             compiled[name], ann = result.snn, result.ann        # the ANN after its passes: the populations' sources
+        if not compiled:
+            raise NeuroccError(f"{path.name}: no target can hold the network: "
+                               + "; ".join(f"{t}: {why}" for t, why in refused.items()))
     shape = ann.shape(ann.inputs[0])
     data = None
     if args.data:
@@ -385,7 +411,10 @@ def cmd_estimate(args) -> int:
                                          progress=_progress(args.quiet, f"simulating {name}")))
     baseline = ann_energy(ann)
     print(_estimate_table(estimates, baseline, args.steps, data is not None))
-    doc = {"steps": args.steps, "targets": {e.name: e.json for e in estimates},
+    for name, why in refused.items():
+        print(f"{name}: not compiled: {why}")
+    doc = {"steps": args.steps, "targets": {e.name: e.json for e in estimates}
+           | {name: {"maps": False, "refused": why} for name, why in refused.items()},
            "ann": {"macs": baseline["macs"], "energy_j": baseline["energy_j"], "e_mac_pj": baseline["e_mac_pj"],
                    "source": baseline["source"]}}
     if args.json:
@@ -447,6 +476,8 @@ def cmd_inspect(args) -> int:
         if "quantization" in art.snn.meta:
             print(_formats_table(art.snn.meta["hwmodel"]))
             print(_quantization_table(art.snn.meta))
+        if "core_mapping" in art.snn.meta:
+            print(_mapping_table(art.snn.meta["core_mapping"]))
         if "optimization" in art.snn.meta:
             print(_optimization_summary(art.snn.meta["optimization"]))
         if args.ir:

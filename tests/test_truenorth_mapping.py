@@ -92,3 +92,27 @@ def test_a_fan_out_beyond_one_splitter_core_is_refused():
     assert m.populations[0].splitter_neurons == 8                  # 2 cores x 4 types
     (why,) = map_cores(_dense(np.ones((1, 1), np.int64), np.ones((257 * 256, 1), np.int64)), HW).unmappable
     assert "splitter core" in why
+
+
+def test_a_small_dense_net_compiles_maps_and_runs_through_the_cli(digits, tmp_path, capsys):
+    """64-30-10 on the digits: the compile prints the mapping, the artifact's backend/ holds it, run simulates it."""
+    from conftest import make_model, rand, save
+    from neurocc.cli import main
+    from onnx import helper
+
+    m = make_model([helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
+                    helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], transB=1)], [("x", ["N", 64])], [("y", ["N", 10])],
+                   [("w1", rand(30, 64, seed=1) * 0.3), ("b1", rand(30, seed=2) * 0.1), ("w2", rand(10, 30, seed=3)),
+                    ("b2", rand(10, seed=4) * 0.1)])
+    xtr, _, xte, yte = digits
+    np.savez(tmp_path / "train.npz", x=xtr.reshape(len(xtr), 64))
+    np.savez(tmp_path / "test.npz", x=xte[:20].reshape(20, 64), y=yte[:20])
+    art = tmp_path / "tn.ncc"
+    assert main(["compile", str(save(m, tmp_path / "m.onnx")), "--calib", str(tmp_path / "train.npz"), "--target",
+                 "truenorth", "-o", str(art)]) == 0
+    out = capsys.readouterr().out
+    assert "TrueNorth core mapping:" in out and "splitter" in out
+    import json
+    mapping = json.loads((art / "backend" / "cores.json").read_text())
+    assert not mapping["unmappable"] and mapping["cores"] >= 2
+    assert main(["run", str(art), "--data", str(tmp_path / "test.npz"), "--steps", "20", "-q"]) == 0

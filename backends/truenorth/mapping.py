@@ -114,7 +114,10 @@ def map_cores(graph: Graph, hw) -> Mapping:
     report = {(r["population"], r["source"], r.get("key", 0)): r for r in graph.meta.get("quantization", [])}
     copies = {n: np.zeros(math.prod(graph.shape(n)), np.int64) for n in graph.nodes()}
     rows = {}
-    unmappable = []
+    unmappable = [why for name in graph.topo_order() if (why := _too_many_inputs(graph, name, limits))]
+    if unmappable:                  # known from the synapse counts alone: no need to build the crossbars
+        return Mapping(populations=(), cores=0, chips=0, splitter_neurons=0, split_sources=(),
+                       unmappable=tuple(unmappable))
     for name in graph.topo_order():
         if isinstance(graph.payload(name), InputSource):
             continue
@@ -144,6 +147,27 @@ def map_cores(graph: Graph, hw) -> Mapping:
     return Mapping(populations=tuple(populations), cores=total_cores,
                    chips=max(1, math.ceil(total_cores / limits.cores_per_chip)), splitter_neurons=total_splitters,
                    split_sources=split)
+
+
+def _too_many_inputs(graph: Graph, name: str, limits) -> str:
+    """Why population ``name`` cannot map because one neuron reads more inputs than a core has axons (each input
+    takes at least one), from ``ir.synapses.fan_in``; '' if it may map. Counted only where synapses are distinct
+    inputs: chains without overlapping pooling windows."""
+    from neurocc.ir.synapses import fan_in
+
+    if isinstance(graph.payload(name), InputSource):
+        return ""
+    for _, _, proj in graph.projections(name):
+        for op in proj.ops:
+            if isinstance(op, (ops.AvgPool, ops.SumPool, ops.MaxPool)) and any(
+                    s < k for s, k in zip(op.strides, op.kernel)):
+                return ""
+    inputs = fan_in(graph, name)
+    worst = int(inputs.argmax())
+    if inputs.flat[worst] <= limits.fan_in_per_core:
+        return ""
+    return (f"population {name!r}: neuron {worst} reads {int(inputs.flat[worst]):,} inputs, more than a core's "
+            f"{limits.fan_in_per_core} axons (neurocc does not split a neuron's inputs over cores)")
 
 
 def _map_population(graph: Graph, name: str, report: dict, copies: dict, limits) -> tuple:
