@@ -226,7 +226,6 @@ def cmd_run(args) -> int:
 
     from neurocc.artifact import read_artifact
     from neurocc.backends import BACKENDS, TARGETS
-    from neurocc.backends.trace import trace_bytes
     from neurocc.data import load_data
     from neurocc.decode import ann_predictions
     from neurocc.evaluate import summarize
@@ -255,11 +254,7 @@ def cmd_run(args) -> int:
                      classes=math.prod(art.snn.shape(art.snn.outputs[0])))
     coding = _run_coding(art.snn, args.coding, args.seed)
     used_coding = coding or art.snn.payload(art.snn.inputs[0]).coding
-    need = trace_bytes(art.snn, args.steps, len(x), not used_coding.constant)
-    if need > _available_memory() // 2:
-        raise NeuroccError(f"{args.steps:,} steps x {len(x):,} samples need {need / 2 ** 30:,.1f} GiB for the trace, "
-                           f"more than half of the {_available_memory() / 2 ** 30:,.1f} GiB available; "
-                           "use fewer --steps or --limit")
+    _refuse_a_trace_too_large(art.snn, args.steps, len(x), not used_coding.constant)
 
     ann_pred = ann_predictions(art.ann, art.snn, x, args.batch_size, args.device)
 
@@ -298,6 +293,16 @@ def cmd_run(args) -> int:
     if args.plot:
         atomic_write(args.plot, plot_run(summary, Path(args.artifact).name))
     return 0
+
+
+def _refuse_a_trace_too_large(snn, steps: int, samples: int, spiking_input: bool) -> None:
+    from neurocc.backends.trace import trace_bytes
+
+    need = trace_bytes(snn, steps, samples, spiking_input)
+    if need > _available_memory() // 2:
+        raise NeuroccError(f"{steps:,} steps x {samples:,} samples need {need / 2 ** 30:,.1f} GiB for the trace, "
+                           f"more than half of the {_available_memory() / 2 ** 30:,.1f} GiB available; "
+                           "use fewer --steps or --limit")
 
 
 def _refuse_what_cannot_finish(backend, snn, x, args, coding) -> None:
@@ -352,8 +357,10 @@ def cmd_estimate(args) -> int:
     from neurocc.pipeline import CompileContext, compile_graph
     from neurocc.report import plot_energy
 
-    if args.steps < 1:
-        raise NeuroccError(f"--steps must be at least 1, got {args.steps}")
+    for option, value in (("--steps", args.steps), ("--calib-samples", args.calib_samples),
+                          ("--batch-size", args.batch_size), ("--limit", args.limit)):
+        if value is not None and value < 1:
+            raise NeuroccError(f"{option} must be at least 1, got {value}")
     if args.plot and not args.data:
         raise NeuroccError("--plot draws energy against accuracy: it needs --data LABELLED.npz")
     for path in (args.plot, args.json):
@@ -403,6 +410,9 @@ def cmd_estimate(args) -> int:
     else:
         log.warning("no --calib or --data: predicting activity from uniform random inputs in [0, 1)")
         x_predict = np.random.default_rng(0).random((64,) + tuple(shape), dtype=np.float32)
+    if data is not None:
+        for snn in compiled.values():
+            _refuse_a_trace_too_large(snn, args.steps, len(data[0]), not snn.payload(snn.inputs[0]).coding.constant)
     estimates = []
     for name, snn in compiled.items():
         hw = load_hwmodel(TARGETS[name].hwmodel)

@@ -138,7 +138,8 @@ def test_a_network_that_does_not_map_is_one_line_for_its_target_and_a_row_among_
 
 @pytest.mark.parametrize("args,needle", [(["--target", "nosuch"], "needs a chip target"),
                                          (["--target", "reference"], "needs a chip target"),
-                                         (["--plot", "p.png"], "needs --data"), (["--steps", "0"], "--steps")])
+                                         (["--plot", "p.png"], "needs --data"), (["--steps", "0"], "--steps"),
+                                         (["--limit", "0"], "--limit"), (["--batch-size", "-1"], "--batch-size")])
 def test_estimate_bad_options_are_one_line(digits_onnx, args, needle, capsys):
     assert main(["estimate", str(digits_onnx)] + args) == 2
     err = capsys.readouterr().err.strip().splitlines()
