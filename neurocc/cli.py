@@ -410,8 +410,13 @@ def cmd_estimate(args) -> int:
     else:
         log.warning("no --calib or --data: predicting activity from uniform random inputs in [0, 1)")
         x_predict = np.random.default_rng(0).random((64,) + tuple(shape), dtype=np.float32)
-    if data is not None:
-        for snn in compiled.values():
+    for snn in compiled.values():
+        per_step = 8 * (3 * len(snn.nodes()) + 4)          # the per-step predicted spikes, events and energies
+        if args.steps * per_step > _available_memory() // 2:
+            raise NeuroccError(f"--steps {args.steps:,} needs {args.steps * per_step / 2 ** 30:,.1f} GiB for the "
+                               f"per-step counts, more than half of the {_available_memory() / 2 ** 30:,.1f} GiB "
+                               "available")
+        if data is not None:
             _refuse_a_trace_too_large(snn, args.steps, len(data[0]), not snn.payload(snn.inputs[0]).coding.constant)
     estimates = []
     for name, snn in compiled.items():

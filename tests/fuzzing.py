@@ -303,6 +303,17 @@ _RUN_FLAGS = {
 }
 
 
+_ESTIMATE_FLAGS = {
+    "--target": ["all", "loihi", "truenorth", "reference", "nosuch"],
+    "--steps": ["1", "5", "0", "-1", str(2 ** 31), str(2 ** 62), "x"],
+    "--calib-samples": ["1", "8", "0", "-3"],
+    "--limit": ["1", "4", "0", "-1"],
+    "--batch-size": ["1", "4", "0", str(2 ** 63)],
+    "--input-scale": ["1", "0", "nan", "-1"],
+    "--mean": ["0", "nan", "1 2"],
+}
+
+
 def _flags(rng: random.Random, table: dict) -> list:
     argv = []
     for flag in rng.sample(sorted(table), rng.randint(1, 4)):
@@ -313,6 +324,14 @@ def _flags(rng: random.Random, table: dict) -> list:
 
 def options_case(rng: random.Random, seeds: Seeds, tmp: Path) -> Case:
     out = tmp / "out.ncc"
+    if rng.random() < 0.2:
+        argv = ["estimate", rng.choice([seeds.tiny, seeds.artifact]), "-q"] + _flags(rng, _ESTIMATE_FLAGS)
+        argv += ["--calib", seeds.data[seeds.tiny]] if rng.random() < 0.7 else []
+        argv += ["--data", seeds.data[seeds.tiny], "--steps", "3"] if rng.random() < 0.3 else []
+        for flag in ("--json", "--plot"):
+            if rng.random() < 0.3:
+                argv += [flag, rng.choice([tmp / "e.out", tmp, tmp / "no" / "e.out"])]
+        return Case(argv, inputs=[seeds.tiny, seeds.artifact, seeds.data[seeds.tiny]])
     if rng.random() < 0.5:
         argv = ["compile", seeds.tiny, "-o", out, "-q"] + (["--calib", seeds.data[seeds.tiny]] if rng.random() < 0.8
                                                           else []) + _flags(rng, _COMPILE_FLAGS)
