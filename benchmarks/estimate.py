@@ -7,6 +7,8 @@ for T steps (the reference backend, bit-exact in each chip's semantics) and comp
 `neurocc estimate MODEL --target all` (prediction only) against the simulation it replaces.
 
     python benchmarks/estimate.py [--steps 100] [--samples 100] [--shared ../shared/data]
+
+Calibration and test images are a seeded random split (the CIFAR-10 JPEG set is sorted by class).
 """
 from __future__ import annotations
 
@@ -37,19 +39,29 @@ CIFAR_PRE = Preprocess(input_scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.2
 
 
 def networks(shared: Path, folder: Path) -> dict:
-    """name -> (onnx path, calibration x, test x, pre-processing), inputs already in the model's layout."""
+    """name -> (onnx path, calibration x, test x, test labels), inputs pre-processed in the model's layout.
+
+    Calibration and test images are drawn by a seeded permutation: the CIFAR-10 JPEG set is sorted by class."""
     from sklearn.datasets import load_digits
+    rng = np.random.default_rng(0)
+
+    def split(x, y, calib: int):
+        """(calibration x, calibration y, test x, test y) of a seeded permutation."""
+        order = rng.permutation(len(x))
+        return x[order[:calib]], y[order[:calib]].astype(np.int64), x[order[calib:]], y[order[calib:]].astype(np.int64)
     d = load_digits()
-    x = d.images.astype(np.float32)[:, None] / 16.0
+    xc, yc, xt, yt = split(d.images.astype(np.float32)[:, None] / 16.0, d.target, 1200)
     digits = folder / "digits.onnx"
-    export_onnx(train(small_cnn(1, 8), x[:1200], d.target[:1200], epochs=15), x, digits)
-    nets = {"digits CNN": (digits, x[:1200], x[1200:], Preprocess())}
-    mnist = np.load(shared / "mnist_test.npz")["x_test"].astype(np.float32)[:, None]
-    nets["mnist-8"] = (ROOT / "tests" / "data" / "mnist-8.onnx", mnist[:1000], mnist[5000:], Preprocess())
+    export_onnx(train(small_cnn(1, 8), xc, yc, epochs=15), xc, digits)
+    nets = {"digits CNN": (digits, xc, xt, yt)}
+    m = np.load(shared / "mnist_test.npz")
+    xc, _, xt, yt = split(m["x_test"].astype(np.float32)[:, None], m["y_test"], 1000)
+    nets["mnist-8"] = (ROOT / "tests" / "data" / "mnist-8.onnx", xc, xt, yt)
     resnet = shared / "models" / "resnet20_cifar10.onnx"
     if resnet.exists():
-        c = np.load(shared / "cifar10_test_jpeg_lossy.npz")["x_test"].transpose(0, 3, 1, 2)
-        nets["ResNet-20"] = (resnet, CIFAR_PRE.apply(c[:1000]), CIFAR_PRE.apply(c[5000:]), CIFAR_PRE)
+        c = np.load(shared / "cifar10_test_jpeg_lossy.npz")
+        xc, _, xt, yt = split(CIFAR_PRE.apply(c["x_test"].transpose(0, 3, 1, 2)), c["y_test"], 1000)
+        nets["ResNet-20"] = (resnet, xc, xt, yt)
     return nets
 
 
@@ -87,7 +99,8 @@ def main() -> None:
                      f"simulate {args.samples} s"], rows, align="llrrrrr"))
         resnet = args.shared / "models" / "resnet20_cifar10.onnx"
         if resnet.exists():
-            c = np.load(args.shared / "cifar10_test_jpeg_lossy.npz")["x_test"][:args.calib_samples]
+            c = np.load(args.shared / "cifar10_test_jpeg_lossy.npz")["x_test"]
+            c = c[np.random.default_rng(0).permutation(len(c))[:args.calib_samples]]
             np.savez(Path(tmp) / "calib.npz", x=c)
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "neurocc", "estimate", str(resnet), "--calib", str(Path(tmp) / "calib.npz"),
