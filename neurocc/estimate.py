@@ -8,7 +8,7 @@ gives the energy to reach the ANN's accuracy less one point, the form of bayesia
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -28,7 +28,6 @@ class TargetEstimate:
     json: dict                                      # the stable per-target keys of ``estimate --json``
     energy_per_step: np.ndarray                     # cumulative joules after each step (measured if simulated)
     accuracy: Optional[np.ndarray] = None           # (steps,) with data
-    populations: list = field(default_factory=list)   # rows for the per-population table
 
 
 def estimate_target(name: str, snn: Graph, ann: Graph, hwmodel, backend, x_predict: np.ndarray, steps: int,
@@ -70,5 +69,4 @@ def estimate_target(name: str, snn: Graph, ann: Graph, hwmodel, backend, x_predi
     doc.update({"predicted": data is None, "spikes_per_inference": spikes, "synaptic_events_per_inference": events,
                 "energy_per_inference_j": energy.total, "energy_parts_j": energy.parts,
                 "energy_per_population_j": energy.per_population})
-    rows = [[p.name, p.neurons, p.cores, energy.per_population.get(p.name, 0.0)] for p in res.populations]
-    return TargetEstimate(name=name, json=doc, energy_per_step=energy.per_step, accuracy=accuracy, populations=rows)
+    return TargetEstimate(name=name, json=doc, energy_per_step=energy.per_step, accuracy=accuracy)

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..base import PopulationResources, Resources
+from ..base import Resources
 from ..reference.backend import ReferenceBackend
 
 METHOD = ("neurocc's TrueNorth core mapping (backends/truenorth/mapping.py): 256 axons x 256 neurons per core, "
@@ -36,9 +36,8 @@ class TrueNorthBackend:
             return dataclasses.replace(counted, over_limits=tuple(mapping["unmappable"]),
                                        method="the TrueNorth mapping failed (over_limits says why); " + counted.method)
         by_name = {p["name"]: p for p in mapping["populations"]}
-        rows = tuple(PopulationResources(**{**vars(r), "cores": by_name[r.name]["cores"]
-                                            + by_name[r.name]["splitter_cores"] if r.name in by_name else 0})
-                     for r in counted.populations)
+        rows = tuple(dataclasses.replace(r, cores=by_name[r.name]["cores"] + by_name[r.name]["splitter_cores"]
+                                         if r.name in by_name else 0) for r in counted.populations)
         return Resources(populations=rows, neurons=counted.neurons + mapping["splitter_neurons"],
                          synapses=counted.synapses, cores=mapping["cores"], chips=mapping["chips"],
                          limits=counted.limits, over_limits=(), method=METHOD)

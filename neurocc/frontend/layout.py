@@ -63,6 +63,15 @@ class Layout:
         return np.transpose(full, np.argsort(self.axes))
 
 
+def same_arrangement(a: Optional[Layout], b: Optional[Layout]) -> bool:
+    """Whether two layouts arrange their tensors' elements alike (whichever transposes made them)."""
+    if a is None or b is None:
+        return a is b
+    if a.axes is not None or b.axes is not None:
+        return a.axes == b.axes
+    return np.array_equal(a.features, b.features)
+
+
 def transposed(layout: Optional[Layout], perm: tuple, made_by: str, rank: int) -> Optional[Layout]:
     """The layout after an ONNX Transpose with ``perm`` (batch axis included, perm[0] == 0)."""
     before = layout.axes if layout is not None else tuple(range(rank))

@@ -28,7 +28,7 @@ from onnx import numpy_helper
 from neurocc.fileio import interrupts_held
 from neurocc.ir import Graph, ops
 from ..errors import NeuroccError, UnsupportedModelError
-from .layout import Layout, absorb_into_columns, flattened, transposed
+from .layout import Layout, absorb_into_columns, flattened, same_arrangement, transposed
 
 log = logging.getLogger(__name__)
 MIN_OPSET = 8
@@ -108,24 +108,26 @@ class _Importer:
             self.fail(f"{what} must be a constant (an initializer), not computed at run time")
         return v.const
 
-    def layout_input(self, i: int = 0) -> tuple[str, Optional[Layout]]:
-        """Input ``i``'s IR node and layout, for handlers that fold layouts (see ``frontend.layout``)."""
+    def layout_input(self, i: int = 0, folds: tuple = ("axes", "features")) -> tuple[str, Optional[Layout]]:
+        """Input ``i``'s IR node and layout, for handlers that fold layouts (see ``frontend.layout``): ``folds``
+        names the layouts the handler folds, "axes" (elementwise and axis-naming ops) and/or "features"
+        (dense layers after a flatten); any other is refused, naming its Transpose."""
         name = self.node.input[i]
         v = self.values[name]
         if v.node is None:
             self.fail(f"input {i} must be computed from the model input, not a constant")
         if name in self.output_only:
             self.fail(f"it consumes the output of {self.output_only[name]}, which is only supported at a graph output")
-        return v.node, v.layout
-
-    def data_input(self, i: int = 0) -> str:
-        """Input ``i``'s IR node, for handlers that need the ONNX tensor to be the node's tensor."""
-        node, layout = self.layout_input(i)
-        if layout is not None:
+        layout = v.layout
+        if layout is not None and ("features" if layout.features is not None else "axes") not in folds:
             self.fail(f"its input is permuted by Transpose node {layout.made_by!r}, which cannot be folded "
                       "here (neurocc folds transposes that cancel, precede a flatten into Gemm/MatMul, act on "
                       "a 1 x 1 spatial tensor, or apply to the model input)")
-        return node
+        return v.node, layout
+
+    def data_input(self, i: int = 0) -> str:
+        """Input ``i``'s IR node, for handlers that need the ONNX tensor to be the node's tensor."""
+        return self.layout_input(i, folds=())[0]
 
     def shape(self, node: str) -> tuple:
         return self.graph.shape(node)
@@ -317,7 +319,7 @@ def _conv(imp: _Importer):
 @onnx_handler("Gemm")
 def _gemm(imp: _Importer):
     """y = alpha * x @ B (transposed with transB) + beta * C; a feature order on x goes into B's rows."""
-    x, layout = _flat_input(imp)
+    x, layout = imp.layout_input(0, folds=("features",))
     if imp.attr("transA", 0):
         imp.fail("transA=1 is not supported")
     w = imp.const_input(1, "B")
@@ -333,19 +335,11 @@ def _gemm(imp: _Importer):
 
 @onnx_handler("MatMul")
 def _matmul(imp: _Importer):
-    x, layout = _flat_input(imp)
+    x, layout = imp.layout_input(0, folds=("features",))
     w = imp.const_input(1, "B")
     if len(imp.shape(x)) != 1 or w.ndim != 2:
         imp.fail(f"only (N x K) @ (K x M) with a constant right side is supported (input shape {imp.shape(x)})")
     return imp.emit(ops.Gemm(weight=absorb_into_columns(w.T, layout)), [x])
-
-
-def _flat_input(imp: _Importer) -> tuple[str, Optional[Layout]]:
-    """The input of a Gemm/MatMul with the feature order it may carry (from a flattened transpose)."""
-    x, layout = imp.layout_input(0)
-    if layout is not None and layout.features is None:
-        imp.data_input(0)           # a permuted N-D tensor: refused, naming the transpose
-    return x, layout
 
 
 @onnx_handler("BatchNormalization")
@@ -440,10 +434,7 @@ def _same_layout_inputs(imp: _Importer) -> tuple[list, Optional[Layout]]:
     layouts = [layout for _, layout in inputs]
     first = layouts[0]
     for layout in layouts[1:]:
-        same = (layout is None and first is None) or (layout is not None and first is not None and (
-            layout.axes == first.axes if first.axes is not None else
-            layout.features is not None and np.array_equal(layout.features, first.features)))
-        if not same:
+        if not same_arrangement(layout, first):
             named = ", ".join(repr(lay.made_by) for lay in layouts if lay is not None)
             imp.fail(f"its inputs are laid out differently (transposes {named} do not agree)")
     return [node for node, _ in inputs], first
@@ -567,7 +558,7 @@ def _squeeze(imp: _Importer):
 
 @onnx_handler("Pad")
 def _pad(imp: _Importer):
-    x, layout = _axis_input(imp)
+    x, layout = imp.layout_input(0, folds=("axes",))
     if imp.attr("mode", "constant") != "constant":
         imp.fail(f"only constant (zero) padding is supported, got mode {imp.attr('mode')!r}")
     rank = len(imp.shape(x)) + 1
@@ -590,17 +581,9 @@ def _pad(imp: _Importer):
                   layout=layout)
 
 
-def _axis_input(imp: _Importer) -> tuple[str, Optional[Layout]]:
-    """The input of an op that names axes: a permuted N-D tensor is fine, a feature order is not."""
-    x, layout = imp.layout_input(0)
-    if layout is not None and layout.features is not None:
-        imp.data_input(0)
-    return x, layout
-
-
 @onnx_handler("Slice")
 def _slice(imp: _Importer):
-    x, layout = _axis_input(imp)
+    x, layout = imp.layout_input(0, folds=("axes",))
     if imp.opset < 10:
         starts, ends = imp.attr("starts"), imp.attr("ends")
         axes = imp.attr("axes", list(range(len(starts))))
