@@ -25,7 +25,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("generic", "ideal NL-IAF in 8-bit weights and 32-bit saturating state", "generic", _INTEGER, "reference"),
     Target("loihi", "Intel Loihi (lava-nc 0.10.0 fixed-point LIF and Dense)", "loihi", _INTEGER, "reference"),
     Target("spinnaker", "SpiNNaker (sPyNNaker's LIF, s16.15, delta synapses)", "spinnaker", _INTEGER, "reference"),
-    Target("truenorth", "IBM TrueNorth (4 axon types, 20-bit V, linear reset)", "truenorth", _INTEGER + ("map_cores",),
+    Target("truenorth", "IBM TrueNorth (4 axon types, 20-bit V, linear reset)", "truenorth", _INTEGER + ("split_fan_in", "map_cores"),
            "truenorth"),
 )}
 

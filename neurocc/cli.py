@@ -145,18 +145,31 @@ def cmd_compile(args) -> int:
 
 
 def _mapping_table(mapping: dict) -> str:
-    """The TrueNorth core mapping per population: cores, crossbar use, splitters."""
+    """The TrueNorth core mapping per population: cores, crossbar use, splitters; a population split into partial
+    sums is one row with its relays' cores, axons and splitters included."""
     from neurocc.report import table
 
     if mapping["unmappable"]:
         return "TrueNorth core mapping: does not map:\n" + "\n".join(f"  {why}" for why in mapping["unmappable"])
-    rows = [[p["name"], f"{p['neurons']:,}", f"{p['cores']:,}", f"{p['axons']:,}",
-             f"{100 * p['neuron_utilisation']:.1f}", f"{100 * p['axon_utilisation']:.1f}",
-             f"{p['splitter_neurons']:,}", f"{p['splitter_cores']:,}"] for p in mapping["populations"]]
+    partial = mapping.get("partial_sums", {})
+    relay_of = {r: name for name, relays in partial.items() for r in relays}
+    folded: dict = {}
+    for p in mapping["populations"]:
+        row = folded.setdefault(relay_of.get(p["name"], p["name"]), dict.fromkeys(
+            ("neurons", "cores", "axons", "splitter_neurons", "splitter_cores", "axon_slots"), 0))
+        if p["name"] not in relay_of:
+            row["neurons"] = p["neurons"]
+        for key in ("cores", "axons", "splitter_neurons", "splitter_cores"):
+            row[key] += p[key]
+        row["axon_slots"] += p["axons"] / p["axon_utilisation"] if p["axon_utilisation"] else 0
+    rows = [[name, f"{r['neurons']:,}", f"{len(partial.get(name, ())) or '-'}", f"{r['cores']:,}", f"{r['axons']:,}",
+             f"{100 * r['axons'] / max(r['axon_slots'], 1):.1f}", f"{r['splitter_neurons']:,}", f"{r['splitter_cores']:,}"]
+            for name, r in folded.items()]
     return (f"TrueNorth core mapping: {mapping['cores']:,} cores on {mapping['chips']:,} chip(s), "
-            f"{mapping['splitter_neurons']:,} splitter neurons (one tick each, simulated)\n"
-            + table(["population", "neurons", "cores", "axons", "neurons %", "axons %", "splitters", "splitter cores"],
-                    rows, align="lrrrrrrr"))
+            f"{mapping['splitter_neurons']:,} splitter neurons (one tick each, simulated)"
+            + (f", {len(partial)} population(s) split into partial sums (one tick, simulated)" if partial else "")
+            + "\n" + table(["population", "neurons", "partial sums", "cores", "axons", "axons %", "splitters",
+                            "splitter cores"], rows, align="lrrrrrrr"))
 
 
 def _optimization_summary(report: dict) -> str:

@@ -1,7 +1,8 @@
 """The ordered pass lists, in one place, and the pass manager that runs them.
 
     ANN: canonicalize -> fold_batchnorm -> calibrate -> lower_to_snn -> SNN: normalize [-> optimize] [-> quantize]
-         [-> map_cores (truenorth: the core mapping and its splitter delays)]
+         [-> split_fan_in -> map_cores (truenorth: partial sums for wide neurons, the core mapping and its
+              splitter delays)]
 
 The SNN passes of each target are named by its entry in ``neurocc.backends.TARGETS``: ``reference``
 stays in float; the integer targets quantise for their hardware model (hwmodels/). ``optimize`` runs
@@ -20,6 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from neurocc.backends import TARGETS
+from neurocc.backends.truenorth.fan_in import split_fan_in
 from neurocc.backends.truenorth.mapping import map_truenorth
 from neurocc.errors import NeuroccError
 from neurocc.hwmodels import load_hwmodel
@@ -48,6 +50,7 @@ SNN_PASSES = {p.name: p for p in (
     Pass("normalize", normalize, "snn", "snn"),
     _OPTIMIZE,
     Pass("quantize", quantize, "snn", "snn"),
+    Pass("split_fan_in", split_fan_in, "snn", "snn"),
     Pass("map_cores", map_truenorth, "snn", "snn"),
 )}
 ALL_PASS_NAMES = tuple(p.name for p in ANN_PASSES) + (LOWERING.name,) + tuple(SNN_PASSES)

@@ -124,14 +124,21 @@ def test_estimate_of_an_artifact_uses_its_target(digits_onnx, digits_files, tmp_
     assert "compiled for loihi" in capsys.readouterr().err
 
 
-def test_a_network_that_does_not_map_is_one_line_for_its_target_and_a_row_among_all(digits_onnx, digits_files,
-                                                                                    tmp_path, capsys):
-    """The digits CNN's read-out neurons read 2,048 inputs: more axons than a TrueNorth core has."""
+def test_a_network_that_does_not_map_is_one_line_for_its_target_and_a_row_among_all(digits_files, tmp_path, capsys):
+    """A max-pooling CNN: the spiking max-pool gate has no TrueNorth crossbar form."""
+    from conftest import make_model, rand, save
+    from onnx import helper
+
+    m = make_model([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+                    helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+                    helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "w2"], ["y"], transB=1)],
+                   [("x", ["N", 1, 8, 8])], [("y", ["N", 10])], [("w", rand(4, 1, 3, 3)), ("w2", rand(10, 64, seed=1))])
+    model = str(save(m, tmp_path / "maxpool.onnx"))
     calib = ["--calib", str(digits_files / "train.npz")]
-    assert main(["estimate", str(digits_onnx), "--target", "truenorth"] + calib) == 2
+    assert main(["estimate", model, "--target", "truenorth"] + calib) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "does not map onto truenorth" in err[0] and "axons" in err[0]
-    assert main(["estimate", str(digits_onnx), "--json", str(tmp_path / "e.json")] + calib) == 0
+    assert len(err) == 1 and "does not map onto truenorth" in err[0] and "max-pool" in err[0]
+    assert main(["estimate", model, "--json", str(tmp_path / "e.json")] + calib) == 0
     targets = json.loads((tmp_path / "e.json").read_text())["targets"]
     assert targets["truenorth"]["maps"] is False and targets["loihi"]["maps"] is True
 

@@ -116,3 +116,73 @@ def test_a_small_dense_net_compiles_maps_and_runs_through_the_cli(digits, tmp_pa
     mapping = json.loads((art / "backend" / "cores.json").read_text())
     assert not mapping["unmappable"] and mapping["cores"] >= 2
     assert main(["run", str(art), "--data", str(tmp_path / "test.npz"), "--steps", "20", "-q"]) == 0
+
+
+def _split(g: Graph) -> Graph:
+    from neurocc.backends.truenorth.fan_in import split_fan_in
+
+    ctx = CompileContext(CompileOptions(target="truenorth"), hwmodel=HW)
+    out = map_truenorth(split_fan_in(g, ctx), ctx)
+    verify(out)
+    return out
+
+
+def test_a_300_input_neuron_is_split_into_two_cores_of_partial_sums_and_a_merge():
+    # one neuron reading 300 inputs at +1 (one +B axon each): 300 axons > 256, so two groups (256 + 44 inputs);
+    # each group's relay pair (R+, R-) shares one core, R- with its weights negated on the same axons; the merge
+    # reads the 4 relays on one core: 3 cores, no splitters (a relay reaches one axon, inputs come from the host)
+    g = _dense(np.ones((1, 300), np.int64))
+    assert map_cores(g, HW).unmappable                       # unsplit it does not map
+    split = _split(g)
+    mapping = split.meta["core_mapping"]
+    assert not mapping["unmappable"] and mapping["partial_sums"] == {"h": ["h.partial0", "h.partial1"]}
+    cores = {p["name"]: (p["cores"], p["axons"]) for p in mapping["populations"]}
+    assert cores == {"h.partial0": (1, 256), "h.partial1": (1, 44), "h": (1, 4)}
+    assert mapping["cores"] == 3 and mapping["splitter_neurons"] == 0
+    assert [p.delay for _, _, p in split.projections("h")] == [1, 1]          # the relays' tick, simulated
+
+
+def test_partial_sums_fire_as_often_as_the_unsplit_neuron():
+    # binary inputs (no rounding of the host's analog input), positive weights: each relay's partial sum only
+    # grows, so the merge's count is within one spike of the unsplit neuron's, plus the relays' tick in flight
+    rng = np.random.default_rng(0)
+    g = _dense(rng.integers(1, 4, (6, 700)))
+    x = (rng.random((10, 700)) < 0.3).astype(np.float32)
+    steps = 300
+    unsplit = BACKENDS["truenorth"].run(g, x, steps, record_trains=True)
+    split = BACKENDS["truenorth"].run(_split(g), x, steps, record_trains=True)
+    a = unsplit.spike_trains["h"].sum(axis=0)
+    b = split.spike_trains["h"].sum(axis=0)
+    assert a.min() > 50 and np.abs(a.astype(int) - b).max() <= 2
+
+
+def test_a_neuron_beyond_what_partial_sums_can_split_is_refused():
+    # 129 groups of 128 inputs at +3 (two axons each): a merge neuron reads at most 128 relay pairs
+    (why,) = _split(_dense(np.full((1, 129 * 128), 3))).meta["core_mapping"]["unmappable"]
+    assert "129 groups" in why and "128 relay pairs" in why
+
+
+def test_a_read_out_whose_weights_need_a_threshold_below_1_is_scaled_down_instead(digits):
+    """mnist-8's read-out weighs its inputs up to ~2,000 thresholds (a small lambda), beyond TrueNorth's 3 x 127 at
+    threshold 1; a read-out is only compared, so quantize scales its input down and the argmax is kept."""
+    from pathlib import Path
+
+    import torch
+    from neurocc.frontend.onnx import load_onnx
+    from neurocc.ir.executor import run_rate
+    from neurocc.passes.quantize import dequantize
+    from neurocc.pipeline import compile_graph
+
+    g, _ = load_onnx(Path(__file__).parent / "data" / "mnist-8.onnx")
+    x = np.kron(digits[0][:64], np.ones((1, 1, 3, 3), np.float32))
+    x = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2))) * 255
+    opts = CompileOptions(target="truenorth")
+    snn = compile_graph(g, CompileContext(opts, calib_x=x, hwmodel=HW)).snn
+    (readout, gain), = snn.meta["readout_gains"].items()
+    assert readout == snn.outputs[0] and 0 < gain < 1
+    float_snn = compile_graph(g, CompileContext(CompileOptions(target="reference"), calib_x=x,
+                                                hwmodel=load_hwmodel("generic"))).snn
+    with torch.no_grad():
+        q = run_rate(dequantize(snn), torch.from_numpy(x))[readout].argmax(1)
+        f = run_rate(float_snn, torch.from_numpy(x))[readout].argmax(1)
+    assert (q == f).float().mean() > 0.8          # the rest is the 7 weight levels, not the scaling

@@ -13,8 +13,8 @@ so an input neuron needs, on a core, one axon per type its weights to that core'
 Packing, per population: neurons are taken in spatial-major order (all channels of one position, then the
 next), so that outputs sharing inputs share a core, and a core takes neurons while it holds at most
 ``neurons_per_core`` of them whose inputs need at most ``fan_in_per_core`` axons. A neuron whose own
-inputs need more axons than a core has cannot be mapped: neurocc does not split a neuron's inputs over
-cores (that needs partial-sum neurons, which change the dynamics).
+inputs need more axons than a core has is split into partial sums first (the ``split_fan_in`` pass,
+``fan_in.py``); where that is impossible the graph does not map.
 
 Fan-out: a neuron's spike goes to one axon of one core. A source population some of whose neurons must
 reach more than one axon (several cores, or several types on one core) is routed through splitter cores:
@@ -31,18 +31,16 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from neurocc.errors import NeuroccError
 from neurocc.ir import Graph, ops
-from neurocc.ir.executor import apply_chain
+from neurocc.ir.synapses import synapse_matrix
 from neurocc.ir.snn import InputSource
 
 POS_B, POS_A, NEG_B, NEG_A = 1, 2, 4, 8
 LEVEL_TYPES = {1: POS_B, 2: POS_A, 3: POS_A | POS_B, -1: NEG_B, -2: NEG_A, -3: NEG_A | NEG_B}
-_POPCOUNT = np.array([bin(i).count("1") for i in range(16)], np.int64)
-_TYPES_OF_LEVEL = np.array([LEVEL_TYPES.get(k, 0) for k in range(-3, 4)], np.int64)     # indexed by k + 3
-_CHUNK = 256                   # source neurons pushed through a projection's chain at once
+POPCOUNT = np.array([bin(i).count("1") for i in range(16)], np.int64)
+TYPES_OF_LEVEL = np.array([LEVEL_TYPES.get(k, 0) for k in range(-3, 4)], np.int64)     # indexed by k + 3
 
 
 @dataclass(frozen=True)
@@ -67,31 +65,24 @@ class Mapping:
     unmappable: tuple = ()      # why the graph does not map, one line per population (then nothing else is set)
 
 
-def _level_matrix(proj, src_shape: tuple, steps: np.ndarray, where: str):
+def level_matrix(proj, src_shape: tuple, steps: np.ndarray, where: str):
     """The projection's synapses as a sparse (target neurons x source neurons) matrix of levels k: its integer
-    chain applied to one-hot source spikes (exact in float64), divided by the target channel's B_c."""
-    from scipy import sparse
-
+    weights (``ir.synapses.synapse_matrix``) divided by the target channel's B_c."""
     if proj.ops and isinstance(proj.ops[0], ops.MaxPool):
         raise NeuroccError(f"{where}: the spiking max-pool gate has no TrueNorth crossbar form; use average pooling")
-    n_src = math.prod(src_shape)
-    parts = []
-    with torch.no_grad():
-        for start in range(0, n_src, _CHUNK):
-            count = min(_CHUNK, n_src - start)
-            one_hot = torch.zeros((count, n_src), dtype=torch.float64)
-            one_hot[torch.arange(count), torch.arange(start, start + count)] = 1.0
-            out = apply_chain(proj.ops, one_hot.reshape((count,) + tuple(src_shape))).reshape(count, -1).numpy()
-            src, dst = np.nonzero(out)
-            k = out[src, dst] / steps[dst]
-            if not np.all(k == np.rint(k)) or np.abs(k).max(initial=0) > 3:
-                raise NeuroccError(f"{where}: an effective synapse weight is not one of the 7 TrueNorth levels "
-                                   "(pooling folded into a weighted layer sums several weights into one synapse)")
-            parts.append(sparse.coo_matrix((np.rint(k), (dst, src)), shape=(len(steps), count)))
-    return sparse.hstack(parts).tocsr() if len(parts) > 1 else parts[0].tocsr()
+    cache = proj.__dict__.setdefault("_synapse_matrix", {})   # proj is frozen: its synapses never change
+    if tuple(src_shape) not in cache:
+        cache[tuple(src_shape)] = synapse_matrix(proj.ops, src_shape)
+    levels = cache[tuple(src_shape)].copy()
+    rows = np.repeat(np.arange(levels.shape[0]), np.diff(levels.indptr))
+    levels.data = levels.data / steps[rows]
+    if not np.all(levels.data == np.rint(levels.data)) or np.abs(levels.data).max(initial=0) > 3:
+        raise NeuroccError(f"{where}: an effective synapse weight is not one of the 7 TrueNorth levels "
+                           "(pooling folded into a weighted layer sums several weights into one synapse)")
+    return levels
 
 
-def _row_steps(steps: list, dst_shape: tuple) -> np.ndarray:
+def row_steps(steps: list, dst_shape: tuple) -> np.ndarray:
     """B_c for every target neuron (channel-major flattening), from the per-channel list of the report."""
     steps = np.asarray(steps, np.float64).reshape(-1)
     per_channel = math.prod(dst_shape[1:]) if len(dst_shape) > 1 else 1
@@ -111,7 +102,7 @@ def map_cores(graph: Graph, hw) -> Mapping:
     gives ``unmappable`` reasons (a neuron's fan-in beyond a core, weights beyond the levels, a max-pool gate,
     fan-out beyond a splitter core) and no counts."""
     limits = hw.limits
-    report = {(r["population"], r["source"], r.get("key", 0)): r for r in graph.meta.get("quantization", [])}
+    levels = level_report(graph)
     copies = {n: np.zeros(math.prod(graph.shape(n)), np.int64) for n in graph.nodes()}
     rows = {}
     unmappable = [why for name in graph.topo_order() if (why := _too_many_inputs(graph, name, limits))]
@@ -122,7 +113,7 @@ def map_cores(graph: Graph, hw) -> Mapping:
         if isinstance(graph.payload(name), InputSource):
             continue
         try:
-            rows[name] = _map_population(graph, name, report, copies, limits)
+            rows[name] = _map_population(graph, name, levels, copies, limits)
         except NeuroccError as e:
             unmappable.append(str(e))
     if unmappable:
@@ -167,65 +158,113 @@ def _too_many_inputs(graph: Graph, name: str, limits) -> str:
     if inputs.flat[worst] <= limits.fan_in_per_core:
         return ""
     return (f"population {name!r}: neuron {worst} reads {int(inputs.flat[worst]):,} inputs, more than a core's "
-            f"{limits.fan_in_per_core} axons (neurocc does not split a neuron's inputs over cores)")
+            f"{limits.fan_in_per_core} axons{_why_not_split(graph, name)}")
 
 
-def _map_population(graph: Graph, name: str, report: dict, copies: dict, limits) -> tuple:
-    """Pack one population onto cores; add the axons each source neuron must reach to ``copies``;
-    return (neurons, cores, axons used)."""
+def level_report(graph: Graph) -> dict:
+    """B_c per channel of every projection's target, keyed (population, source, key): the ``quantize`` report's,
+    overridden by the projections ``split_fan_in`` made."""
+    levels = {(r["population"], r["source"], r.get("key", 0)): r["level_steps"]
+              for r in graph.meta.get("quantization", []) if "level_steps" in r}
+    levels.update({(r["population"], r["source"], r["key"]): r["level_steps"]
+                   for r in graph.meta.get("fan_in_split", {}).get("levels", [])})
+    return levels
+
+
+def axon_types(graph: Graph, name: str, levels: dict):
+    """Population ``name``'s inputs: ([(source, key)], [level matrix per projection], types), ``types`` the
+    stacked (target neurons x source neurons) CSR matrix of the axon types (a bit mask) each synapse uses.
+
+    A negative relay of ``split_fan_in`` (the second half of a relay population) has its weights S^G negated,
+    so its synapses use its positive twin's types."""
     from scipy import sparse
 
     dst_shape = graph.shape(name)
-    blocks, sources = [], []
+    edges, blocks = [], []
     for src, _, key, d in graph.nx.in_edges(name, keys=True, data=True):
         where = f"projection {src!r} -> {name!r}"
-        entry = report.get((name, src, key))
-        if entry is None or "level_steps" not in entry:
+        steps = levels.get((name, src, key))
+        if steps is None:
             raise NeuroccError(f"{where}: no TrueNorth weight levels recorded; compile with --target truenorth")
-        blocks.append(_level_matrix(d["proj"], graph.shape(src), _row_steps(entry["level_steps"], dst_shape),
-                                    where))
-        sources.append(src)
-    masks = sparse.hstack(blocks).tocsr() if len(blocks) > 1 else blocks[0]
-    masks.data = _TYPES_OF_LEVEL[np.rint(masks.data).astype(np.int64) + 3]
-    need = np.asarray(sparse.csr_matrix((_POPCOUNT[masks.data], masks.indices, masks.indptr),
-                                        shape=masks.shape).sum(axis=1)).ravel()
+        blocks.append(level_matrix(d["proj"], graph.shape(src), row_steps(steps, dst_shape), where))
+        edges.append((src, key))
+    types = (sparse.hstack(blocks).tocsr() if len(blocks) > 1 else blocks[0]).copy()
+    k = np.rint(types.data).astype(np.int64)
+    if name in graph.meta.get("fan_in_split", {}).get("relays", ()):
+        half = types.shape[0] // 2
+        rows = np.repeat(np.arange(types.shape[0]), np.diff(types.indptr))
+        k = np.where(rows >= half, -k, k)
+    types.data = TYPES_OF_LEVEL[k + 3]
+    return edges, blocks, types
+
+
+def neuron_axons(types) -> np.ndarray:
+    """Axons each target neuron's own inputs need (one per input and type), from ``axon_types``."""
+    from scipy import sparse
+
+    return np.asarray(sparse.csr_matrix((POPCOUNT[types.data], types.indices, types.indptr),
+                                        shape=types.shape).sum(axis=1)).ravel()
+
+
+def _map_population(graph: Graph, name: str, levels: dict, copies: dict, limits) -> tuple:
+    """Pack one population onto cores; add the axons each source neuron must reach to ``copies``;
+    return (neurons, cores, axons used)."""
+    dst_shape = graph.shape(name)
+    edges, blocks, types = axon_types(graph, name, levels)
+    need = neuron_axons(types)
     worst = int(need.argmax())
     if need[worst] > limits.fan_in_per_core:
         raise NeuroccError(f"population {name!r}: neuron {worst} needs {int(need[worst]):,} axons (its inputs "
-                           f"times the axon types its weights use), more than a core's {limits.fan_in_per_core} "
-                           "(neurocc does not split a neuron's inputs over cores)")
-    cores, axons = _pack(masks, _spatial_major(dst_shape), limits)
+                           f"times the axon types its weights use), more than a core's {limits.fan_in_per_core}"
+                           f"{_why_not_split(graph, name)}")
+    cores, reached = _pack(types, _spatial_major(dst_shape), limits)
     offset = 0
-    for src, block in zip(sources, blocks):
+    for (src, _), block in zip(edges, blocks):
         width = block.shape[1]
-        for core_mask in axons:
-            copies[src] += _POPCOUNT[core_mask[offset:offset + width]]
+        copies[src] += reached[offset:offset + width]
         offset += width
-    return math.prod(dst_shape), len(cores), int(sum(_POPCOUNT[m].sum() for m in axons))
+    return math.prod(dst_shape), cores, int(reached.sum())
 
 
-def _pack(masks, order: np.ndarray, limits) -> tuple[list, list]:
-    """Greedy packing of the rows of ``masks`` (CSR: axon types per input) in ``order``: (members, axon masks)
-    per core."""
-    cores, axons = [], []
-    members, used, count = [], np.zeros(masks.shape[1], np.int64), 0
+def _why_not_split(graph: Graph, name: str) -> str:
+    """Why ``split_fan_in`` left a too-wide population as it is."""
+    if "fan_in_split" not in graph.meta:
+        return " (the split_fan_in pass, which splits such neurons into partial sums, did not run)"
+    why = graph.meta["fan_in_split"]["refused"].get(name)
+    return f"; partial sums cannot split it: {why}" if why else ""
+
+
+def _pack(masks, order: np.ndarray, limits) -> tuple[int, np.ndarray]:
+    """Greedy packing of the rows of ``masks`` (CSR: axon types per input) in ``order``: (cores, axons each input
+    takes summed over the cores)."""
+    reached = np.zeros(masks.shape[1], np.int64)
+    used = np.zeros(masks.shape[1], np.int64)      # the open core's types per input; reset where touched
+    touched, members, count, cores = [], 0, 0, 0
     for row in order:
         nz = masks.indices[masks.indptr[row]:masks.indptr[row + 1]]
         types = masks.data[masks.indptr[row]:masks.indptr[row + 1]]
-        grown = used[nz] | types
-        delta = int(_POPCOUNT[grown].sum() - _POPCOUNT[used[nz]].sum())
-        if members and (len(members) == limits.neurons_per_core or count + delta > limits.fan_in_per_core):
-            cores.append(members)
-            axons.append(used)
-            members, used, count = [], np.zeros(masks.shape[1], np.int64), 0
-            grown, delta = types, int(_POPCOUNT[types].sum())
+        before = used[nz]
+        grown = before | types
+        delta = int(POPCOUNT[grown].sum() - POPCOUNT[before].sum())
+        if members and (members == limits.neurons_per_core or count + delta > limits.fan_in_per_core):
+            cores += _close_core(used, touched, reached)
+            touched, members, count = [], 0, 0
+            grown, delta = types, int(POPCOUNT[types].sum())
         used[nz] = grown
+        touched.append(nz)
         count += delta
-        members.append(int(row))
+        members += 1
     if members:
-        cores.append(members)
-        axons.append(used)
-    return cores, axons
+        cores += _close_core(used, touched, reached)
+    return cores, reached
+
+
+def _close_core(used: np.ndarray, touched: list, reached: np.ndarray) -> int:
+    """Add a full core's axons per input to ``reached`` and clear its types; returns 1 (the core)."""
+    idx = np.unique(np.concatenate(touched))
+    reached[idx] += POPCOUNT[used[idx]]
+    used[idx] = 0
+    return 1
 
 
 def _splitter_cores(copies: np.ndarray, limits, name: str) -> int:
@@ -251,4 +290,8 @@ def map_truenorth(graph: Graph, ctx) -> Graph:
         for u, v, k, d in list(g.nx.out_edges(src, keys=True, data=True)):
             g.nx.edges[u, v, k]["proj"] = dataclasses.replace(d["proj"], delay=d["proj"].delay + 1)
     g.meta["core_mapping"] = dataclasses.asdict(mapping)
+    split = g.meta.get("fan_in_split", {})
+    g.meta["core_mapping"]["partial_sums"] = {   # population -> its relay populations (split_fan_in)
+        entry["population"]: [r for r in split["relays"] if r.rsplit(".partial", 1)[0] == entry["population"]]
+        for entry in split.get("populations", [])}
     return g

@@ -15,7 +15,8 @@ fit, so each projection uses its full weight range. Loihi's mixed-sign weights l
 truncate_weights), so they are rounded to even values; TrueNorth's weights are 7 levels k * B_c per output
 channel (4 axon types per input, see hwmodels/truenorth.toml). Pooling becomes integer sum pooling with the
 1/k^2 folded into the weights. A model that cannot fit (weights too large for any vth >= 1) is a
-``NeuroccError``.
+``NeuroccError``, except for an accumulating read-out, which is only compared: its input is scaled down
+to fit instead (graph meta ``readout_gains``).
 
 The report (graph meta ``quantization``) gives per projection the exponent, clipped weights, weights
 rounded to zero, the relative weight error ||W_q - W|| / ||W|| and the weight mass lost; and the
@@ -220,7 +221,11 @@ def _quantize_bias(b: np.ndarray, fmt) -> np.ndarray:
     return mant * 2.0 ** exp
 
 
-def _choose_vth(name: str, node: Population, incoming: list, hw) -> int:
+def _choose_vth(name: str, node: Population, incoming: list, hw) -> tuple[int, float]:
+    """(vth, gain): the largest integer vth the formats allow (module docstring), and 1.
+
+    An accumulating read-out is only compared (argmax), never fired, so where its weights or bias would need
+    vth < 1 it takes vth = 1 and its input scaled by gain = the (fractional) vth they allow instead."""
     n, w = hw.neuron, hw.weights
     tshift = 2.0 ** n.threshold_shift
     limits = {"threshold bits": min(2 ** (n.threshold_bits - 1) - 1, STORED_MAX / tshift),
@@ -235,11 +240,13 @@ def _choose_vth(name: str, node: Population, incoming: list, hw) -> int:
             limits[f"weights from {inc.src}"] = room * 2.0 ** (w.exponent_max + n.input_shift) / (biggest * tshift)
     binding = min(limits, key=limits.get)
     vth = int(math.floor(limits[binding]))
-    if vth < 1:
-        raise NeuroccError(f"population {name!r} cannot fit the {hw.name} formats: its {binding} would need a "
-                           f"threshold below 1 (largest weight {max(float(np.abs(i.weights).max()) for i in incoming):.3g}, "
-                           f"largest bias {max_bias:.3g} in threshold units)")
-    return vth
+    if vth >= 1:
+        return vth, 1.0
+    if node.readout == "accumulate" and binding.startswith(("weights", "bias")):
+        return 1, limits[binding]
+    raise NeuroccError(f"population {name!r} cannot fit the {hw.name} formats: its {binding} would need a "
+                       f"threshold below 1 (largest weight {max(float(np.abs(i.weights).max()) for i in incoming):.3g}, "
+                       f"largest bias {max_bias:.3g} in threshold units)")
 
 
 def quantize(graph: Graph, ctx) -> Graph:
@@ -267,7 +274,12 @@ def quantize(graph: Graph, ctx) -> Graph:
             w = _weights(chain)
             w = np.float64(gain) if w is None else w.astype(np.float64) * gain
             incoming.append(_Incoming(u, k, proj, gate + chain, np.asarray(w)))
-        vth = _choose_vth(name, node, incoming, hw)
+        vth, gain = _choose_vth(name, node, incoming, hw)
+        if gain != 1.0:         # an accumulating read-out scaled down to fit (argmax unchanged)
+            for inc in incoming:
+                inc.weights = inc.weights * gain
+            node = dataclasses.replace(node, bias=node.bias * gain)
+            g.meta.setdefault("readout_gains", {})[name] = gain
         theta = vth * 2 ** hw.neuron.threshold_shift
         exponents = []
         for inc in incoming:
