@@ -83,7 +83,11 @@ def split_fan_in(graph: Graph, ctx) -> Graph:
             refused[name] = (f"its inputs need {len(groups)} groups, and a merge neuron reads at most "
                              f"{limits.fan_in_per_core // 2} relay pairs")
             continue
-        made = _rewrite(g, name, node, edges, cuts, groups, levels, ctx.hwmodel)
+        try:            # refuses (before changing g) a population that is neither (C,) nor (C, H, W)
+            made = _rewrite(g, name, node, edges, cuts, groups, levels, ctx.hwmodel)
+        except NeuroccError as e:
+            refused[name] = str(e)
+            continue
         relays += [r for r, _ in made]
         new_levels += [entry for _, entries in made for entry in entries]
         split.append({"population": name, "groups": len(groups), "relay_neurons": 2 * len(groups) * math.prod(
