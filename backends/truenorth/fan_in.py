@@ -90,8 +90,8 @@ def split_fan_in(graph: Graph, ctx) -> Graph:
             continue
         relays += [r for r, _ in made]
         new_levels += [entry for _, entries in made for entry in entries]
-        split.append({"population": name, "groups": len(groups), "relay_neurons": 2 * len(groups) * math.prod(
-            graph.shape(name))})
+        split.append({"population": name, "groups": len(groups), "relays": [r for r, _ in made],
+                      "relay_neurons": 2 * len(groups) * math.prod(graph.shape(name))})
     g.meta["fan_in_split"] = {"populations": split, "relays": relays, "levels": new_levels, "refused": refused}
     return g
 

@@ -247,7 +247,8 @@ def _pack(masks, order: np.ndarray, limits) -> tuple[int, np.ndarray]:
         grown = before | types
         delta = int(POPCOUNT[grown].sum() - POPCOUNT[before].sum())
         if members and (members == limits.neurons_per_core or count + delta > limits.fan_in_per_core):
-            cores += _close_core(used, touched, reached)
+            _close_core(used, touched, reached)
+            cores += 1
             touched, members, count = [], 0, 0
             grown, delta = types, int(POPCOUNT[types].sum())
         used[nz] = grown
@@ -255,16 +256,16 @@ def _pack(masks, order: np.ndarray, limits) -> tuple[int, np.ndarray]:
         count += delta
         members += 1
     if members:
-        cores += _close_core(used, touched, reached)
+        _close_core(used, touched, reached)
+        cores += 1
     return cores, reached
 
 
-def _close_core(used: np.ndarray, touched: list, reached: np.ndarray) -> int:
-    """Add a full core's axons per input to ``reached`` and clear its types; returns 1 (the core)."""
+def _close_core(used: np.ndarray, touched: list, reached: np.ndarray) -> None:
+    """Add a full core's axons per input to ``reached`` and clear its types for the next core."""
     idx = np.unique(np.concatenate(touched))
     reached[idx] += POPCOUNT[used[idx]]
     used[idx] = 0
-    return 1
 
 
 def _splitter_cores(copies: np.ndarray, limits, name: str) -> int:
@@ -290,8 +291,6 @@ def map_truenorth(graph: Graph, ctx) -> Graph:
         for u, v, k, d in list(g.nx.out_edges(src, keys=True, data=True)):
             g.nx.edges[u, v, k]["proj"] = dataclasses.replace(d["proj"], delay=d["proj"].delay + 1)
     g.meta["core_mapping"] = dataclasses.asdict(mapping)
-    split = g.meta.get("fan_in_split", {})
     g.meta["core_mapping"]["partial_sums"] = {   # population -> its relay populations (split_fan_in)
-        entry["population"]: [r for r in split["relays"] if r.rsplit(".partial", 1)[0] == entry["population"]]
-        for entry in split.get("populations", [])}
+        entry["population"]: entry["relays"] for entry in g.meta.get("fan_in_split", {}).get("populations", [])}
     return g
