@@ -13,10 +13,16 @@ Arrays (index 0 of the step axis is step 1):
 * ``events[name]``: (steps, samples) int64, synaptic events caused by that population's spikes: each spike
   times the synapses leaving its neuron (anytime-perception §4; ``neurocc.ir.synapses.fan_out``).
 * ``spike_trains[name]``: (steps, samples, *shape) int8 per neuron, only when asked for.
+* ``updates[name]``: (steps, samples) int64, neurons of a spiking population whose membrane potential
+  changed in that step (for NeuroBench's MembraneUpdates, ``neurocc.workload``).
+* ``acs[name]``, ``macs[name]``: (steps, samples) int64, the effective operations of the weighted layers
+  of the projections into population ``name`` (``ir.synapses.weighted_layers``): accumulates where a
+  layer's input is spikes, multiply-accumulates where it is values (NeuroBench's SynapticOperations).
+  A backend that cannot observe them leaves these three empty.
 
-Memory: 16 bytes per step, sample and spiking population plus 4 or 8 bytes per step, sample and class
-(ResNet-20, 19 spiking populations and 10 classes: 344 bytes per sample and step, 88 kB per sample over
-256 steps). Recording it took 0.5 % of the simulation time of ResNet-20 (batch 32) on the fused kernel's
+Memory: 24 bytes per step, sample and spiking population, 16 per population with inputs, plus 4 or 8
+bytes per step, sample and class (ResNet-20, 19 spiking populations, 20 fed populations and 10 classes:
+816 bytes per sample and step, 209 kB per sample over 256 steps). Recording it took 0.5 % of the simulation time of ResNet-20 (batch 32) on the fused kernel's
 path and 1.9 % on the per-step path (Loihi), measured with cProfile.
 """
 from __future__ import annotations
@@ -41,6 +47,9 @@ class Trace:
     spikes: dict                          # name -> (steps, samples) int64
     events: dict                          # name -> (steps, samples) int64
     spike_trains: dict = field(default_factory=dict)   # name -> (steps, samples, *shape) int8, if recorded
+    updates: dict = field(default_factory=dict)        # name -> (steps, samples) int64
+    acs: dict = field(default_factory=dict)            # name -> (steps, samples) int64
+    macs: dict = field(default_factory=dict)           # name -> (steps, samples) int64
 
     @staticmethod
     def concat(parts: list["Trace"]) -> "Trace":
@@ -54,10 +63,12 @@ class Trace:
                                np.concatenate([p.readouts[k].count for p in parts], axis=1))
                     for k, r in first.readouts.items()}
         return Trace(steps=first.steps, samples=sum(p.samples for p in parts), readouts=readouts,
-                     spikes=join("spikes"), events=join("events"), spike_trains=join("spike_trains"))
+                     spikes=join("spikes"), events=join("events"), spike_trains=join("spike_trains"),
+                     updates=join("updates"), acs=join("acs"), macs=join("macs"))
 
     def nbytes(self) -> int:
-        arrays = [*self.spikes.values(), *self.events.values(), *self.spike_trains.values()]
+        arrays = [*self.spikes.values(), *self.events.values(), *self.spike_trains.values(), *self.updates.values(),
+                  *self.acs.values(), *self.macs.values()]
         arrays += [a for r in self.readouts.values() for a in (r.potential, r.count) if a is not None]
         return int(sum(a.nbytes for a in arrays))
 
@@ -68,9 +79,9 @@ def trace_bytes(graph, steps: int, samples: int, coding_spikes: bool) -> int:
     is spike-coded (counted like a population)."""
     from neurocc.ir.snn import Population
 
-    spiking = sum(1 for n in graph.nodes() if isinstance(graph.payload(n), Population)
-                  and graph.payload(n).readout == "spike") + (len(graph.inputs) if coding_spikes else 0)
-    per_step = 16 * spiking
+    populations = [graph.payload(n) for n in graph.nodes() if isinstance(graph.payload(n), Population)]
+    spiking = sum(1 for p in populations if p.readout == "spike")
+    per_step = 16 * (spiking + (len(graph.inputs) if coding_spikes else 0)) + 8 * spiking + 16 * len(populations)
     for out in graph.outputs:
         classes = int(np.prod(graph.shape(out)))
         per_step += classes * (8 if graph.meta.get("mode") == "integer" else 4)

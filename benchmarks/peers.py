@@ -6,7 +6,7 @@
 Reads the team's shared data folder: resnet20_cifar10.onnx with 500 images of the JPEG CIFAR-10 test set
 (calibration on 1,000 others, seed 0: the split examples/cifar10 uses), and MNIST, on which a small CNN
 (conv-BN-ReLU-avgpool x2, linear) is trained here once (cached in --workdir). Every converter gets the
-same network (the graph neurocc imports, rebuilt as a torch module by benchmarks/ir_to_torch.py), the
+same network (the graph neurocc imports, rebuilt as a torch module by neurocc/torch_module.py), the
 same calibration images and the same test images, with analog input (the image every step) and an
 accumulating output layer read by argmax.
 
@@ -44,10 +44,10 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent / "examples"))
 from common import export_onnx, train  # noqa: E402
-from ir_to_torch import to_torch  # noqa: E402
 from speed import best_seconds  # noqa: E402
 
 from neurocc.backends.reference.simulator import Simulator  # noqa: E402
+from neurocc.torch_module import ann_module  # noqa: E402
 from neurocc.decode import predictions as decoded_predictions  # noqa: E402
 from neurocc.frontend.onnx import load_onnx  # noqa: E402
 from neurocc.options import CompileOptions  # noqa: E402
@@ -135,7 +135,7 @@ def spikingjelly_method(task, ann, **recipe):
     loader = [(torch.from_numpy(task["calib"][i:i + 100]), torch.zeros(100)) for i in range(0, len(task["calib"]), 100)]
     t0 = time.perf_counter()
     snn = ann2snn.Converter(recipe=ann2snn.RateCodingRecipe(dataloader=loader, mode="99.9%", **recipe)).convert(
-        to_torch(ann))
+        ann_module(ann))
     convert_s = time.perf_counter() - t0
 
     predictions, step_seconds = stepwise(lambda batch_size: snn, lambda batch_size: functional.reset_net(snn))
@@ -163,7 +163,7 @@ def sinabs_method(task, ann):
     import sinabs
     import sinabs.activation as sa
     from sinabs.utils import normalize_weights
-    model = to_torch(ann)
+    model = ann_module(ann)
     t0 = time.perf_counter()
     relus, params = _relu_param_pairs(model)
     normalize_weights(model, torch.from_numpy(task["calib"]), relus, params, percentile=99.9)

@@ -5,7 +5,8 @@ spike reaches. Counted as the vector-Jacobian product with ones of the chain wit
 by 1 where it is non-zero: pooling windows count one synapse per covered input, a chain with two
 weighted ops counts paths, a max-pool gate counts its window. This is the fan-out that makes a spike
 into synaptic events (anytime-perception §4) and the synapse count of a population's resources.
-``synapse_matrix`` gives the synapses themselves, for a core mapping.
+``synapse_matrix`` gives the synapses themselves, for a core mapping; ``weighted_layers`` counts a chain's
+operations layer by layer, the way NeuroBench counts a torch module's (``neurocc.workload``).
 """
 from __future__ import annotations
 
@@ -58,6 +59,46 @@ def fan_in(graph: Graph, dst: str) -> np.ndarray:
             chain = [c for op in proj.ops for c in _counting_op(op)]
             total += apply_chain(chain, torch.ones((1,) + graph.shape(src), dtype=torch.float64))[0].numpy()
     return total
+
+
+# ops after which spikes are still spikes (0 or 1 per element and step): copies, zeros and the max-pool gate
+_SPIKES_STAY_SPIKES = (ops.Pad, ops.Slice, ops.Flatten, ops.MaxPool)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightedLayer:
+    """One Conv or Gemm of a projection chain, as NeuroBench's SynapticOperations sees it (a connection layer)."""
+    index: int                 # its position in the chain: ops before it make its input
+    fan: np.ndarray            # per element of its (flattened) input: the non-zero weights that element meets
+    dense: int                 # its operations with every input and weight non-zero (NeuroBench's "Dense")
+    spiking: bool              # its input is spikes (accumulates, ACs), not values (multiply-accumulates, MACs)
+
+
+def weighted_layers(chain: tuple, src_shape: tuple, spiking_source: bool) -> list:
+    """The Conv/Gemm layers of a chain from a source of shape ``src_shape``, in order.
+
+    A layer's effective operations in one step are sum over input elements u_i != 0 of ``fan``_i, i.e. the
+    layer applied with weights and inputs made 0/1 and its bias dropped, summed (NeuroBench 2.3.0's
+    ``single_layer_MACs``); ``dense`` is the same with every weight and input 1. Its input is spikes when the
+    source spikes and only copies, zero padding and the max-pool gate lie between them: NeuroBench decides
+    the same per step from the values (all in {0, 1, -1}); here it follows from the chain, so that it does
+    not depend on which samples share a batch."""
+    layers, shape = [], tuple(src_shape)
+    spiking = spiking_source
+    with torch.no_grad():
+        for i, op in enumerate(chain):
+            x = torch.ones((1,) + shape, dtype=torch.float64)
+            if isinstance(op, (ops.Conv, ops.Gemm)):
+                binary = dataclasses.replace(op, weight=(op.weight != 0).astype(np.float64), bias=None)
+                ones = dataclasses.replace(op, weight=np.ones_like(op.weight, np.float64), bias=None)
+                with torch.enable_grad():
+                    u = x.clone().requires_grad_(True)
+                    (fan,) = torch.autograd.grad(ops.apply(binary, [u]).sum(), u)
+                dense = int(round(float(ops.apply(ones, [x]).sum())))
+                layers.append(WeightedLayer(i, fan.reshape(-1).numpy(), dense, spiking))
+            spiking = spiking and isinstance(op, _SPIKES_STAY_SPIKES)
+            shape = tuple(ops.apply(op, [x]).shape[1:])
+    return layers
 
 
 def synapse_matrix(chain: tuple, src_shape: tuple):

@@ -244,6 +244,7 @@ def cmd_run(args) -> int:
     from neurocc.evaluate import summarize
     from neurocc.fileio import atomic_write, output_file
     from neurocc.report import plot_run, report_steps, run_table, table
+    from neurocc.workload import metrics as neurobench_metrics
 
     if args.limit is not None and args.limit < 1:
         raise NeuroccError(f"--limit must be at least 1, got {args.limit}")
@@ -278,6 +279,7 @@ def cmd_run(args) -> int:
     elapsed = time.perf_counter() - t0
     log.info("trace: %.1f MB (%d samples x %d steps)", trace.nbytes() / 2 ** 20, trace.samples, trace.steps)
     summary = summarize(trace, art.snn.outputs, ann_pred, y)
+    workload = neurobench_metrics(art.snn, trace)
 
     steps = report_steps(args.steps) if not args.report_steps else sorted(
         {s for s in args.report_steps if 1 <= s <= args.steps} | {args.steps})
@@ -292,6 +294,7 @@ def cmd_run(args) -> int:
         ["synaptic events/sample", f"{summary.events_per_step.sum():,.0f}"],
         ["Pareto latency (eq. 4)", f"{summary.pareto_latency:.3f}"],
         ["Pareto power (eq. 5)", f"{summary.pareto_power:.4g}"],
+        *_neurobench_rows(workload),
         ["input coding", used_coding.name],
         ["simulation", f"{elapsed:.2f} s, {summary.samples * args.steps / elapsed:,.0f} sample-steps/s "
                        f"({backend.name}, {args.device})"],
@@ -300,12 +303,25 @@ def cmd_run(args) -> int:
         print(f"note: ANN {ref}")
     if args.json:
         doc = summary.to_json() | {"artifact": str(args.artifact), "data": str(args.data), "backend": backend.name,
-                                   "coding": used_coding.name,
+                                   "coding": used_coding.name, "neurobench": workload,
                                    "device": args.device, "simulation_seconds": elapsed}
         atomic_write(args.json, json.dumps(doc, indent=1))
     if args.plot:
         atomic_write(args.plot, plot_run(summary, Path(args.artifact).name))
     return 0
+
+
+def _neurobench_rows(m: dict) -> list:
+    """NeuroBench's metrics as rows of the run table (the workload ones only where they were measured)."""
+    rows = [["NeuroBench footprint (bytes)", f"{m['Footprint']:,}"],
+            ["NeuroBench connection sparsity", f"{m['ConnectionSparsity']:.4f}"]]
+    if m["SynapticOperations"] is not None:
+        ops = m["SynapticOperations"]
+        rows += [["NeuroBench activation sparsity", f"{m['ActivationSparsity']:.4f}"],
+                 ["NeuroBench effective ACs / MACs / dense", f"{ops['Effective_ACs']:,.0f} / "
+                  f"{ops['Effective_MACs']:,.0f} / {ops['Dense']:,.0f}"],
+                 ["NeuroBench membrane updates", f"{m['MembraneUpdates']:,.0f}"]]
+    return rows
 
 
 def _refuse_a_trace_too_large(snn, steps: int, samples: int, spiking_input: bool) -> None:
@@ -474,6 +490,10 @@ def _estimate_table(estimates: list, baseline: dict, steps: int, measured: bool)
     text += table(["target", "maps", "cores", "chips", "spikes", "syn. events", "pred. err %", "E syn mJ",
                    "E neur mJ", "E static mJ", "E total mJ", "E_ANN/E_SNN", "E to ANN-1pt mJ"], rows,
                   align="ll" + "r" * 11)
+    text += "\nNeuroBench " + estimates[0].json["neurobench"]["definitions"].split()[-1] + " metrics per inference " \
+        + ("(measured)" if measured else "(activation sparsity predicted; operations need --data)") + "\n"
+    text += table(["target", "footprint B", "conn. sparsity", "act. sparsity", "eff. ACs", "eff. MACs", "dense ops",
+                   "membrane upd."], [_neurobench_row(e) for e in estimates], align="l" + "r" * 7)
     for e in estimates:
         c = e.json["coefficients"]
         text += (f"\n{e.name}: {c['synaptic_event_pj']['value']} pJ/event ({c['synaptic_event_pj']['source']}); "
@@ -482,6 +502,18 @@ def _estimate_table(estimates: list, baseline: dict, steps: int, measured: bool)
         for line in e.json["over_limits"]:
             text += f"\n{e.name}: does not map: {line}"
     return text
+
+
+def _neurobench_row(e) -> list:
+    m = e.json["neurobench"]
+    ops = m["SynapticOperations"] or {}
+
+    def count(v):
+        return "" if v is None else f"{v:,.0f}"
+    return [e.name, f"{m['Footprint']:,}", f"{m['ConnectionSparsity']:.4f}",
+            "" if m["ActivationSparsity"] is None else f"{m['ActivationSparsity']:.4f}",
+            count(ops.get("Effective_ACs")), count(ops.get("Effective_MACs")), count(ops.get("Dense")),
+            count(m["MembraneUpdates"])]
 
 
 # ----------------------------------------------------------------------------------------- inspect

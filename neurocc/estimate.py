@@ -4,7 +4,9 @@ For one target: resources from the target's backend (cores, chips, neurons, syna
 synaptic events predicted from the ANN's activations (``neurocc.activity``, seconds) and, when data is
 given, measured by simulating it (the target's backend, the same trace ``neurocc run`` decodes), and
 the energy of both (``neurocc.energy``) with every coefficient's source. With labelled data it also
-gives the energy to reach the ANN's accuracy less one point, the form of bayesian-fusion §4.3's figure.
+gives the energy to reach the ANN's accuracy less one point, the form of bayesian-fusion §4.3's figure,
+and NeuroBench's metrics (``neurocc.workload``: static ones always, the workload ones measured or, for the
+activation sparsity, predicted).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from neurocc.decode import ann_predictions
 from neurocc.energy import snn_energy
 from neurocc.errors import NeuroccError
 from neurocc.ir import Graph
+from neurocc.workload import metrics as neurobench_metrics
 
 ACCURACY_MARGIN = 0.01          # energy to reach the ANN's accuracy less one point
 
@@ -51,6 +54,8 @@ def estimate_target(name: str, snn: Graph, ann: Graph, hwmodel, backend, x_predi
            "predicted_energy_per_inference_j": predicted.total, "coefficients": predicted.coefficients}
     energy, accuracy, spikes, events = predicted, None, doc["predicted_spikes_per_inference"], \
         doc["predicted_synaptic_events_per_inference"]
+    population_spikes = float(sum(s.sum() for n, s in spikes_pred.items() if n not in snn.inputs))
+    doc["neurobench"] = neurobench_metrics(snn, predicted_spikes=population_spikes, steps=steps)
     if data is not None:
         x, y = data
         trace = backend.run(snn, x, steps, batch_size=batch_size, progress=progress)
@@ -66,6 +71,7 @@ def estimate_target(name: str, snn: Graph, ann: Graph, hwmodel, backend, x_predi
         reached = np.flatnonzero(accuracy >= goal)
         doc["steps_to_ann_minus_1pt"] = int(reached[0]) + 1 if reached.size else None
         doc["energy_to_ann_minus_1pt_j"] = float(energy.per_step[reached[0]]) if reached.size else None
+        doc["neurobench"] = neurobench_metrics(snn, trace)
     doc.update({"predicted": data is None, "spikes_per_inference": spikes, "synaptic_events_per_inference": events,
                 "energy_per_inference_j": energy.total, "energy_parts_j": energy.parts,
                 "energy_per_population_j": energy.per_population})

@@ -39,7 +39,7 @@ def run_ort(path, x: np.ndarray) -> list[np.ndarray]:
 
 def assert_same_trace(a, b) -> None:
     """Two traces record identical read-outs (potentials and counts, same dtype), and identical spikes,
-    synaptic events and spike trains per population, sample and step."""
+    synaptic events, spike trains, membrane updates and operations per population, sample and step."""
     assert (a.steps, a.samples) == (b.steps, b.samples)
     assert a.readouts.keys() == b.readouts.keys() and a.spikes.keys() == b.spikes.keys()
     assert a.events.keys() == b.events.keys() and a.spike_trains.keys() == b.spike_trains.keys()
@@ -48,7 +48,8 @@ def assert_same_trace(a, b) -> None:
         assert np.array_equal(r.potential, b.readouts[k].potential)
         assert (r.count is None) == (b.readouts[k].count is None)
         assert r.count is None or np.array_equal(r.count, b.readouts[k].count)
-    for key in ("spikes", "events", "spike_trains"):
+    for key in ("spikes", "events", "spike_trains", "updates", "acs", "macs"):
+        assert getattr(a, key).keys() == getattr(b, key).keys(), key
         for k, v in getattr(a, key).items():
             assert np.array_equal(v, getattr(b, key)[k]), f"{key}[{k!r}] differs"
 

@@ -2,8 +2,8 @@
 
 The per-step PyTorch update (``neurocc.ir.neurons.IF.step``) makes four to six passes over the
 population's memory per step plus the recorder's sums. This kernel does the same arithmetic, in the same
-order and dtype, for all steps of a block in one pass over memory, and it counts the spikes and synaptic
-events (spikes x fan-out) of every step and sample as it goes. It is used on the CPU for the NL-IAF neuron
+order and dtype, for all steps of a block in one pass over memory, and it counts the spikes, synaptic
+events (spikes x fan-out) and membrane updates (neurons whose V changed) of every step and sample as it goes. It is used on the CPU for the NL-IAF neuron
 models (``IF`` and ``TrueNorth``, float and integer); the test suite checks it against ``IF.step`` spike
 for spike. Loihi and SpiNNaker neurons, spike read-outs and CUDA keep the PyTorch path.
 
@@ -20,8 +20,8 @@ _TILE = 2048      # neurons per work item: potentials, bias and fan-out of a til
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=False)
 def nliaf_block(current, constant, bias, v, spikes, fan, threshold, subtract, ge, bits, saturate):
-    """Advance ``v`` (B, n) through the block; write ``spikes`` (T, B, n); return the spikes and synaptic
-    events of every step per sample, (T, B) int64 each. ``current`` is (T, B, n), or (1, B, n) with ``constant`` set; ``bias`` and ``fan``
+    """Advance ``v`` (B, n) through the block; write ``spikes`` (T, B, n); return the spikes, synaptic events and
+    membrane updates (neurons whose V changed) of every step per sample, (T, B) int64 each. ``current`` is (T, B, n), or (1, B, n) with ``constant`` set; ``bias`` and ``fan``
     (synapses per neuron, int64) are (n,); ``bits`` = 0 means an unbounded state, otherwise it wraps or saturates to ``bits``.
 
     Parallel over tiles of a sample's neurons, each carried through all steps while its state stays in
@@ -30,6 +30,7 @@ def nliaf_block(current, constant, bias, v, spikes, fan, threshold, subtract, ge
     batch, n = v.shape
     counts = np.zeros((batch * ((n + _TILE - 1) // _TILE), steps), np.int64)
     events = np.zeros_like(counts)
+    changes = np.zeros_like(counts)
     half = np.int64(1) << max(bits - 1, 0)
     limit = half - 1
     zero_v = v.dtype.type(0)
@@ -46,16 +47,20 @@ def nliaf_block(current, constant, bias, v, spikes, fan, threshold, subtract, ge
             sb = spikes[t, b, lo:hi]
             spiked = 0
             weighted = 0
+            changed = 0
             if plain:                    # the common case, without branches that block vectorisation
                 for i in range(hi - lo):
                     x = vb[i] + (cb[i] + bias_t[i])
                     on = x >= threshold
-                    vb[i] = x - (threshold if on else zero_v)
+                    new = x - (threshold if on else zero_v)
+                    changed += new != vb[i]
+                    vb[i] = new
                     sb[i] = one_s if on else zero_s
                     spiked += on
                     weighted += fan_t[i] if on else 0
                 counts[job, t] = spiked
                 events[job, t] = weighted
+                changes[job, t] = changed
                 continue
             for i in range(hi - lo):
                 x = vb[i] + (cb[i] + bias_t[i])
@@ -66,16 +71,19 @@ def nliaf_block(current, constant, bias, v, spikes, fan, threshold, subtract, ge
                         x = ((x + half) % (2 * half)) - half
                 on = (x >= threshold) if ge else (x > threshold)
                 if subtract:
-                    vb[i] = x - (threshold if on else zero_v)
+                    new = x - (threshold if on else zero_v)
                 else:
-                    vb[i] = zero_v if on else x
+                    new = zero_v if on else x
+                changed += new != vb[i]
+                vb[i] = new
                 sb[i] = one_s if on else zero_s
                 spiked += on
                 weighted += fan_t[i] if on else 0
             counts[job, t] = spiked
             events[job, t] = weighted
+            changes[job, t] = changed
         v[b, lo:hi] = vb
-    return per_sample(counts, batch), per_sample(events, batch)
+    return per_sample(counts, batch), per_sample(events, batch), per_sample(changes, batch)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -21,8 +21,9 @@ target's ``input_shift``; neuron state is int64 with the target's width and over
 is quantised as ``InputSource.encode`` says.
 
 The run returns a ``Trace`` (``neurocc.backends.trace``): per sample and step, the read-outs' potentials
-(and spike counts), and every spiking population's spikes and synaptic events (spikes x fan-out,
-``neurocc.ir.synapses``). Per-sample counts are sums of 0/1 spikes (times integer fan-outs) computed in
+(and spike counts), every spiking population's spikes, synaptic events (spikes x fan-out,
+``neurocc.ir.synapses``) and membrane updates (neurons whose potential changed), and the effective
+operations of the weighted layers into each population (NeuroBench's counts, ``neurocc.workload``). Per-sample counts are sums of 0/1 spikes (times integer fan-outs) computed in
 float32 where the largest possible sum is below 2^24, else in float64, so they are exact integers.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ from neurocc.errors import NeuroccError
 from neurocc.ir import Graph, ops
 from neurocc.ir.executor import apply_chain
 from neurocc.ir.snn import InputSource, Population
-from neurocc.ir.synapses import fan_out
+from neurocc.ir.synapses import fan_out, weighted_layers
 
 from ..trace import Readout, Trace
 
@@ -130,7 +131,9 @@ class _BatchRun:
                     s = self.gates[(src, name, k)](chain[0], s)
                     chain = chain[1:]
                 t = s.shape[0]
-                flat = sim.project((src, name, k), proj, chain, s.reshape((t * self.b,) + tuple(s.shape[2:])))
+                flat_s = s.reshape((t * self.b,) + tuple(s.shape[2:]))
+                record.operations(name, sim.layers[(src, name, k)], len(proj.ops) - len(chain), chain, flat_s, t, tb)
+                flat = sim.project((src, name, k), proj, chain, flat_s)
                 current = current + flat.reshape((t, self.b) + tuple(flat.shape[1:]))
             spikes[name] = self._integrate(name, node, current, t0, tb, record)
             constant[name] = False
@@ -160,11 +163,15 @@ class _BatchRun:
             current = current.expand((tb,) + tuple(current.shape[1:]))
         out = torch.empty(current.shape, dtype=self.sim.dtype, device=v.device)
         trail = torch.empty(current.shape, dtype=v.dtype, device=v.device) if name in self.counts else None
+        changed = torch.empty((tb, self.b), dtype=torch.int64, device=v.device)
         for t in range(tb):
+            before = state["v"].clone()
             out[t].copy_(node.neuron.step(state, current[t], t0 + t + 1))
+            changed[t] = (state["v"] != before).reshape(self.b, -1).sum(dim=1)
             if trail is not None:          # V per step, for read-out ties
                 trail[t].copy_(state["v"])
         record.spikes(name, out)
+        record.updates[name][record.rows(tb)] = changed.cpu().numpy()
         if name in self.counts:
             counts = self.counts[name][None] + torch.cumsum(out, dim=0)
             self.counts[name] = counts[-1].clone()
@@ -184,12 +191,13 @@ class _BatchRun:
         model = node.neuron.as_nliaf()
         cur = _memory_order(current, 2)
         out = torch.empty((tb, self.b) + _memory_shape(node.shape), dtype=self.sim.dtype)
-        counts, events = nliaf_block(*as_arrays(cur), cur.shape[0] == 1 and tb > 1, bias,
-                                     *as_arrays(state["v_mem"], out.reshape(tb, self.b, -1)), fan, threshold,
-                                     model.reset == "subtract", model.compare == ">=", int(model.state_bits),
-                                     model.overflow == "saturate")
+        counts, events, changed = nliaf_block(*as_arrays(cur), cur.shape[0] == 1 and tb > 1, bias,
+                                              *as_arrays(state["v_mem"], out.reshape(tb, self.b, -1)), fan, threshold,
+                                              model.reset == "subtract", model.compare == ">=",
+                                              int(model.state_bits), model.overflow == "saturate")
         spikes = _logical_order(out, 2)
         record.totals(name, spikes, counts, events)
+        record.updates[name][record.rows(tb)] = changed
         return spikes
 
 
@@ -218,12 +226,27 @@ class _Recorder:
         self.sim, self.steps, self.batch = sim, steps, batch
         self.spike_counts = {n: np.zeros((steps, batch), np.int64) for n in sim.spiking}
         self.events = {n: np.zeros((steps, batch), np.int64) for n in sim.fanout}
+        self.updates = {n: np.zeros((steps, batch), np.int64) for n in sim.spiking if n not in sim.graph.inputs}
+        fed = [n for n in sim.order if sim.incoming[n]]
+        self.acs = {n: np.zeros((steps, batch), np.int64) for n in fed}
+        self.macs = {n: np.zeros((steps, batch), np.int64) for n in fed}
         self.readouts: dict = {}
         self.trains = {n: [] for n in sim.spiking} if sim.record_trains else None
         self.t0 = 0
 
-    def _rows(self, t: int) -> slice:
+    def rows(self, t: int) -> slice:
         return slice(self.t0, self.t0 + t)
+
+    def operations(self, name: str, layers: list, offset: int, chain: tuple, s: torch.Tensor, t: int, tb: int) -> None:
+        """The effective operations of a projection's weighted layers into ``name`` (``ir.synapses.weighted_layers``)
+        for its source values ``s`` (t x B, ...) as the chain receives them (after the gate, if any, which
+        takes ``offset`` ops); a constant input (t = 1) does the same operations in each of the ``tb`` steps."""
+        for layer in layers:
+            x = apply_chain(chain[:layer.index - offset], s)
+            fan = self.sim.layer_fans[id(layer)]
+            ops_per_row = ((x != 0).reshape(t, self.batch, -1).to(fan.dtype) @ fan).round().to(torch.int64)
+            target = self.acs if layer.spiking else self.macs
+            target[name][self.rows(tb)] += ops_per_row.expand(tb, self.batch).cpu().numpy()
 
     def spikes(self, name: str, s: torch.Tensor) -> None:
         """Spikes (t, B, ...) of a population, or of a spike-coded input (signed)."""
@@ -236,19 +259,19 @@ class _Recorder:
         if name in self.sim.graph.inputs:
             flat = flat.abs()
         dtype = self.sim.count_dtype[name]
-        self.spike_counts[name][self._rows(t)] = flat.sum(dim=2, dtype=dtype).cpu().numpy()
+        self.spike_counts[name][self.rows(t)] = flat.sum(dim=2, dtype=dtype).cpu().numpy()
         fan = self.sim.fanout.get(name)
         if fan is not None:
-            self.events[name][self._rows(t)] = (flat.to(fan.dtype) @ fan).cpu().numpy()
+            self.events[name][self.rows(t)] = (flat.to(fan.dtype) @ fan).cpu().numpy()
 
     def totals(self, name: str, s: torch.Tensor, spikes: np.ndarray, events: np.ndarray) -> None:
         """Per-sample totals (t, B) computed by the fused kernel."""
         t = s.shape[0]
         if self.trains is not None:
             self.trains[name].append(s.to(torch.int8).cpu().numpy())
-        self.spike_counts[name][self._rows(t)] = spikes
+        self.spike_counts[name][self.rows(t)] = spikes
         if name in self.events:
-            self.events[name][self._rows(t)] = events
+            self.events[name][self.rows(t)] = events
 
     def readout(self, name: str, potentials: torch.Tensor, counts: Optional[torch.Tensor] = None) -> None:
         """A read-out's potentials (t, B, ...) after each step, and its spike counts so far if it spikes."""
@@ -260,14 +283,14 @@ class _Recorder:
                                           count=None if counts is None else
                                           np.zeros((self.steps, self.batch, classes), np.int64))
         r = self.readouts[name]
-        r.potential[self._rows(t)] = potentials.reshape(t, self.batch, -1).cpu().numpy()
+        r.potential[self.rows(t)] = potentials.reshape(t, self.batch, -1).cpu().numpy()
         if counts is not None:
-            r.count[self._rows(t)] = counts.reshape(t, self.batch, -1).cpu().numpy()
+            r.count[self.rows(t)] = counts.reshape(t, self.batch, -1).cpu().numpy()
 
     def trace(self) -> Trace:
         trains = {k: np.concatenate(v) for k, v in self.trains.items()} if self.trains is not None else {}
         return Trace(steps=self.steps, samples=self.batch, readouts=self.readouts, spikes=self.spike_counts,
-                     events=self.events, spike_trains=trains)
+                     events=self.events, spike_trains=trains, updates=self.updates, acs=self.acs, macs=self.macs)
 
 
 class Simulator:
@@ -309,6 +332,15 @@ class Simulator:
                 fan = fan_out(graph, n).reshape(-1)
                 dtype = torch.float32 if fan.sum() < _EXACT_FLOAT32 else torch.float64
                 self.fanout[n] = torch.as_tensor(fan, dtype=dtype, device=self.device)
+        self.layers, self.layer_fans = {}, {}
+        for n in self.order:
+            for u, v, k, p in self.incoming[n]:
+                src = graph.payload(u)
+                spiking = src.readout == "spike" if isinstance(src, Population) else not self.constant_input(u)
+                self.layers[(u, v, k)] = weighted_layers(p.ops, graph.shape(u), spiking)
+                for layer in self.layers[(u, v, k)]:
+                    dtype = torch.float32 if layer.fan.sum() < _EXACT_FLOAT32 else torch.float64
+                    self.layer_fans[id(layer)] = torch.as_tensor(layer.fan, dtype=dtype, device=self.device)
         self._kernel_constants: dict = {}
         self.neurons = sum(int(np.prod(graph.shape(n))) for n in self.order)
         self._checked: set = set()
