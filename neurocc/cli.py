@@ -156,20 +156,22 @@ def _mapping_table(mapping: dict) -> str:
     folded: dict = {}
     for p in mapping["populations"]:
         row = folded.setdefault(relay_of.get(p["name"], p["name"]), dict.fromkeys(
-            ("neurons", "cores", "axons", "splitter_neurons", "splitter_cores", "axon_slots"), 0))
+            ("neurons", "cores", "axons", "splitter_neurons", "splitter_cores", "splitter_levels", "axon_slots"), 0))
         if p["name"] not in relay_of:
             row["neurons"] = p["neurons"]
         for key in ("cores", "axons", "splitter_neurons", "splitter_cores"):
             row[key] += p[key]
         row["axon_slots"] += p["axons"] / p["axon_utilisation"] if p["axon_utilisation"] else 0
+        row["splitter_levels"] = max(row["splitter_levels"], p["splitter_levels"])
     rows = [[name, f"{r['neurons']:,}", f"{len(partial.get(name, ())) or '-'}", f"{r['cores']:,}", f"{r['axons']:,}",
-             f"{100 * r['axons'] / max(r['axon_slots'], 1):.1f}", f"{r['splitter_neurons']:,}", f"{r['splitter_cores']:,}"]
+             f"{100 * r['axons'] / max(r['axon_slots'], 1):.1f}", f"{r['splitter_neurons']:,}", f"{r['splitter_cores']:,}",
+             f"{r['splitter_levels']}"]
             for name, r in folded.items()]
     return (f"TrueNorth core mapping: {mapping['cores']:,} cores on {mapping['chips']:,} chip(s), "
-            f"{mapping['splitter_neurons']:,} splitter neurons (one tick each, simulated)"
+            f"{mapping['splitter_neurons']:,} splitter neurons (a tick per level, simulated)"
             + (f", {len(partial)} population(s) split into partial sums (one tick, simulated)" if partial else "")
             + "\n" + table(["population", "neurons", "partial sums", "cores", "axons", "axons %", "splitters",
-                            "splitter cores"], rows, align="lrrrrrrr"))
+                            "splitter cores", "levels"], rows, align="lrrrrrrrr"))
 
 
 def _optimization_summary(report: dict) -> str:

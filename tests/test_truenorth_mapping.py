@@ -84,14 +84,19 @@ def test_300_neurons_take_two_cores_and_their_sources_need_splitters():
     assert trace.steps == 5
 
 
-def test_a_fan_out_beyond_one_splitter_core_is_refused():
-    # one h neuron read by 300 out neurons on two cores with all four types on each: 8 copies, fine; a neuron
-    # reaching more than 256 axons cannot be relayed by one splitter core
+def test_a_fan_out_beyond_one_splitter_core_goes_through_a_splitter_tree():
+    # one h neuron read by 300 out neurons on two cores with all four types on each: 8 copies, one level
     wide = np.tile(np.array([[1], [2], [-1], [-2]]), (75, 1))       # out: 300 neurons, types cycle per neuron
     m = map_cores(_dense(np.ones((1, 1), np.int64), wide), HW)
-    assert m.populations[0].splitter_neurons == 8                  # 2 cores x 4 types
-    (why,) = map_cores(_dense(np.ones((1, 1), np.int64), np.ones((257 * 256, 1), np.int64)), HW).unmappable
-    assert "splitter core" in why
+    assert m.populations[0].splitter_neurons == 8 and m.split_levels == (1,)     # 2 cores x 4 types
+    # read by 257 x 256 out neurons at +1: 257 cores, 257 copies, more than a splitter core's 256 neurons.
+    # Level 2 (last): 257 copies in groups of 256 and 1, on 2 cores; level 1: the 2 neurons feeding them, 1 core.
+    g = _dense(np.ones((1, 1), np.int64), np.ones((257 * 256, 1), np.int64))
+    m = map_cores(g, HW)
+    h, out = m.populations
+    assert out.cores == 257 and (h.splitter_neurons, h.splitter_cores, h.splitter_levels) == (257 + 2, 2 + 1, 2)
+    mapped = map_truenorth(g, CompileContext(CompileOptions(target="truenorth"), hwmodel=HW))
+    assert [p.delay for _, _, p in mapped.projections("out")] == [1 + 2]     # a tick per splitter level
 
 
 def test_a_small_dense_net_compiles_maps_and_runs_through_the_cli(digits, tmp_path, capsys):

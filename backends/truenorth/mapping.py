@@ -18,10 +18,12 @@ inputs need more axons than a core has is split into partial sums first (the ``s
 
 Fan-out: a neuron's spike goes to one axon of one core. A source population some of whose neurons must
 reach more than one axon (several cores, or several types on one core) is routed through splitter cores:
-one axon there feeds one splitter neuron per target axon, each relaying the spike one tick later. Every
-neuron of such a population is routed so, so each of its projections is exactly one step longer (the
-``map_cores`` pass adds the step to the graph, and the reference simulator runs it). A splitter core holds
-at most 256 splitter neurons fed by at most 256 axons. Inputs come from the host, which can address any
+one axon there feeds one splitter neuron per target axon, each relaying the spike one tick later. A neuron
+that must reach more axons than a splitter core has neurons (256) goes through a tree of L levels, 256^L >=
+its copies: each level's neurons feed up to 256 copies on the next level (the last level's neurons are the
+copies). Every neuron of such a population is routed through the same number of levels, so each of its
+projections is exactly L steps longer (the ``map_cores`` pass adds the steps to the graph, and the reference
+simulator runs them). A splitter core holds at most 256 splitter neurons fed by at most 256 axons. Inputs come from the host, which can address any
 number of axons: they need none.
 """
 from __future__ import annotations
@@ -51,6 +53,7 @@ class PopulationMapping:
     axons: int                  # axons used on its cores, summed
     splitter_neurons: int       # relaying this population's spikes (0: no splitters)
     splitter_cores: int
+    splitter_levels: int        # ticks its spikes take through splitters (0: none)
     neuron_utilisation: float   # neurons / (cores x neurons_per_core)
     axon_utilisation: float     # axons / (cores x fan_in_per_core)
 
@@ -61,7 +64,8 @@ class Mapping:
     cores: int
     chips: int
     splitter_neurons: int
-    split_sources: tuple        # populations routed through splitters (their projections are one step longer)
+    split_sources: tuple        # populations routed through splitters (their projections are longer by ...)
+    split_levels: tuple = ()    # ... these many steps, one per source
     unmappable: tuple = ()      # why the graph does not map, one line per population (then nothing else is set)
 
 
@@ -121,23 +125,20 @@ def map_cores(graph: Graph, hw) -> Mapping:
                        unmappable=tuple(unmappable))
     split = tuple(n for n in graph.topo_order() if not isinstance(graph.payload(n), InputSource)
                   and copies[n].max(initial=0) > 1)
-    populations, total_splitters, total_cores = [], 0, 0
+    populations, total_splitters, total_cores, levels_of = [], 0, 0, {}
     for name, (neurons, cores, used) in rows.items():
-        splitters = int(copies[name].sum()) if name in split else 0
-        try:
-            splitter_cores = _splitter_cores(copies[name], limits, name) if name in split else 0
-        except NeuroccError as e:
-            return Mapping(populations=(), cores=0, chips=0, splitter_neurons=0, split_sources=(),
-                           unmappable=(str(e),))
+        splitters, splitter_cores, levels = _splitter_tree(copies[name], limits) if name in split else (0, 0, 0)
+        levels_of[name] = levels
         populations.append(PopulationMapping(
             name=name, neurons=neurons, cores=cores, axons=used, splitter_neurons=splitters,
-            splitter_cores=splitter_cores, neuron_utilisation=neurons / (cores * limits.neurons_per_core),
+            splitter_cores=splitter_cores, splitter_levels=levels,
+            neuron_utilisation=neurons / (cores * limits.neurons_per_core),
             axon_utilisation=used / (cores * limits.fan_in_per_core)))
         total_splitters += splitters
         total_cores += cores + splitter_cores
     return Mapping(populations=tuple(populations), cores=total_cores,
                    chips=max(1, math.ceil(total_cores / limits.cores_per_chip)), splitter_neurons=total_splitters,
-                   split_sources=split)
+                   split_sources=split, split_levels=tuple(levels_of[n] for n in split))
 
 
 def _too_many_inputs(graph: Graph, name: str, limits) -> str:
@@ -268,11 +269,29 @@ def _close_core(used: np.ndarray, touched: list, reached: np.ndarray) -> None:
     used[idx] = 0
 
 
-def _splitter_cores(copies: np.ndarray, limits, name: str) -> int:
-    """Splitter cores for neurons that relay ``copies`` spikes each: one axon and that many neurons per source."""
-    if copies.max() > limits.neurons_per_core:
-        raise NeuroccError(f"population {name!r}: a neuron must reach {int(copies.max()):,} axons, more than one "
-                           f"splitter core relays ({limits.neurons_per_core}); neurocc does not chain splitters")
+def _splitter_tree(copies: np.ndarray, limits) -> tuple[int, int, int]:
+    """(splitter neurons, splitter cores, levels) for neurons that must reach ``copies`` axons each: L levels
+    with 256^L >= the most copies; on the last level each neuron's copies come in groups of at most 256, each
+    group fed by one neuron of the level before, and so on up to one axon per neuron on the first level."""
+    fan = limits.neurons_per_core
+    levels = 1
+    while fan ** levels < copies.max():
+        levels += 1
+    needs = copies[copies > 0].astype(np.int64)
+    neurons = cores = 0
+    for _ in range(levels):                       # from the last level up
+        groups = -(-needs // fan)                 # axons (feeding neurons of the level before) per source
+        sizes = np.repeat(np.full(len(needs), fan), groups)
+        ends = np.cumsum(groups) - 1
+        sizes[ends] = needs - (groups - 1) * fan  # each source's last group holds the rest
+        neurons += int(needs.sum())
+        cores += _splitter_cores(sizes, limits)
+        needs = groups
+    return neurons, cores, levels
+
+
+def _splitter_cores(copies: np.ndarray, limits) -> int:
+    """Splitter cores for axons that feed ``copies`` splitter neurons each (<= 256), packed in order."""
     cores, neurons, axon_count = 0, 0, 0
     for c in copies[copies > 0]:
         if neurons + c > limits.neurons_per_core or axon_count + 1 > limits.fan_in_per_core or not cores:
@@ -284,12 +303,12 @@ def _splitter_cores(copies: np.ndarray, limits, name: str) -> int:
 
 def map_truenorth(graph: Graph, ctx) -> Graph:
     """The ``map_cores`` pass: map the quantised graph onto cores, make every projection from a population routed
-    through splitters one step longer (the relay's tick), and keep the mapping in ``meta["core_mapping"]``."""
+    through splitters longer by its splitter levels (a tick each), and keep the mapping in ``meta["core_mapping"]``."""
     mapping = map_cores(graph, ctx.hwmodel)
     g = graph.copy()
-    for src in mapping.split_sources:        # none when the graph does not map: it is simulated as quantised
+    for src, levels in zip(mapping.split_sources, mapping.split_levels):   # none when the graph does not map
         for u, v, k, d in list(g.nx.out_edges(src, keys=True, data=True)):
-            g.nx.edges[u, v, k]["proj"] = dataclasses.replace(d["proj"], delay=d["proj"].delay + 1)
+            g.nx.edges[u, v, k]["proj"] = dataclasses.replace(d["proj"], delay=d["proj"].delay + levels)
     g.meta["core_mapping"] = dataclasses.asdict(mapping)
     g.meta["core_mapping"]["partial_sums"] = {   # population -> its relay populations (split_fan_in)
         entry["population"]: entry["relays"] for entry in g.meta.get("fan_in_split", {}).get("populations", [])}
