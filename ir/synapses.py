@@ -103,95 +103,91 @@ def weighted_layers(chain: tuple, src_shape: tuple, spiking_source: bool) -> lis
 
 def synapse_matrix(chain: tuple, src_shape: tuple):
     """A linear chain's synapses as a sparse (target neurons x source neurons) CSR matrix of their weights
-    (float64; a weight reached along several paths is their sum), both sides flattened channel-major.
+    (float64; a weight reached along several paths is their sum, and one that sums to 0 is no synapse), both
+    sides flattened channel-major.
 
-    Computed with probes rather than one one-hot input per source: source neurons of one channel spaced s
-    apart in both spatial axes share a probe when no target reads two of them, so a 3x3 convolution of a
-    (C, H, W) source takes 9 C probes instead of C H W. Each probe runs the chain twice, on 1 and on
-    (index + 1) at its sources, so the weight is the first result and the source index the second over the
-    first. That no target reads two sources of a probe is checked exactly: with the chain's path counts P
-    (every weight set to 1), sum P sum P i^2 = (sum P i)^2 holds only when all i are equal (Cauchy-Schwarz).
-    s starts at the reach of a central source (``_reach_extent``) and doubles until the check holds for every
-    probe, up to one source per probe (a dense layer).
+    The product of the ops' own matrices, last first: a convolution's from its weights by index arithmetic
+    (each non-zero tap at every output position whose input lies inside the map), a Gemm's is its weight, an
+    Affine's the diagonal of its scale, a copy (Slice, Pad, Flatten) maps each output to the source it holds
+    (the op applied to the sources' indices), and a pooling acts on every channel alike, so its matrix is one
+    channel's, found by one-hot inputs, repeated on the diagonal. Any other linear op is probed one source at
+    a time.
     """
     from scipy import sparse
 
     if any(isinstance(op, ops.MaxPool) for op in chain):
         raise ValueError("a max-pool gate is not linear: it has no synapse matrix")
     shape = tuple(src_shape)
-    n_src = int(np.prod(shape))
-    index = torch.arange(1, n_src + 1, dtype=torch.float64).reshape(shape)
-    counting = [c for op in chain for c in _counting_op(op)]
-    spacing = _reach_extent(counting, shape)
-    while True:
-        probes = _probes(shape, spacing)
-        if probes is None or _disjoint(counting, probes, index):
-            break
-        spacing *= 2
-    if probes is None:                                   # one source per probe
-        probes = torch.eye(n_src, dtype=torch.float64).reshape((n_src,) + shape)
-    rows, cols, weights = [], [], []
+    total = sparse.identity(int(np.prod(shape)), dtype=np.float64, format="csr")
+    for op in chain:
+        matrix, shape = _op_matrix(op, shape)
+        total = matrix @ total
+    total = total.tocsr()
+    total.sum_duplicates()
+    total.eliminate_zeros()
+    return total
+
+
+_CHUNK = 1 << 22                 # (tap, position) pairs per step of a convolution's index arithmetic
+
+
+def _op_matrix(op: ops.Op, shape: tuple):
+    """(CSR matrix of one op from ``shape`` inputs, its output shape)."""
+    from scipy import sparse
+
+    n = int(np.prod(shape))
+    if isinstance(op, ops.Conv):
+        return _conv_matrix(op, shape)
+    if isinstance(op, ops.Gemm):
+        return sparse.csr_matrix(np.asarray(op.weight, np.float64)), (op.weight.shape[0],)
+    if isinstance(op, ops.Affine):
+        scale = np.broadcast_to(np.asarray(op.scale, np.float64), shape).reshape(-1)
+        return sparse.diags(scale, format="csr"), shape
     with torch.no_grad():
-        for start in range(0, len(probes), _PROBE_BATCH):
-            batch = probes[start:start + _PROBE_BATCH]
-            w = apply_chain(chain, batch).reshape(len(batch), -1)
-            tagged = apply_chain(chain, batch * index).reshape(len(batch), -1)
-            p, dst = torch.nonzero(w, as_tuple=True)
-            src = torch.round(tagged[p, dst] / w[p, dst]).to(torch.int64) - 1
-            rows.append(dst.numpy())
-            cols.append(src.numpy())
-            weights.append(w[p, dst].numpy())
-        n_dst = int(np.prod(apply_chain(chain, probes[:1]).shape[1:]))
-    return sparse.csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
-                             shape=(n_dst, n_src))
+        if isinstance(op, (ops.Slice, ops.Pad, ops.Flatten)):
+            held = ops.apply(op, [torch.arange(1, n + 1, dtype=torch.float64).reshape((1,) + shape)])[0]
+            out_shape, held = tuple(held.shape), held.reshape(-1).numpy()
+            rows = np.flatnonzero(held)
+            return sparse.csr_matrix((np.ones(len(rows)), (rows, held[rows].astype(np.int64) - 1)),
+                                     shape=(len(held), n)), out_shape
+        if isinstance(op, (ops.AvgPool, ops.SumPool, ops.GlobalAvgPool)) and len(shape) == 3:
+            c, h, w = shape
+            one = ops.apply(op, [torch.eye(h * w, dtype=torch.float64).reshape(h * w, 1, h, w)])
+            out_shape = (c,) + tuple(one.shape[2:])
+            channel = sparse.csr_matrix(one.reshape(h * w, -1).numpy().T)
+            return sparse.block_diag([channel] * c, format="csr"), out_shape
+        probes = ops.apply(op, [torch.eye(n, dtype=torch.float64).reshape((n,) + shape)])
+        return sparse.csr_matrix(probes.reshape(n, -1).numpy().T), tuple(probes.shape[1:])
 
 
-_PROBE_BATCH = 64
+def _conv_matrix(op: ops.Conv, shape: tuple):
+    """A convolution's synapses: output (o, y, x) reads input (c, y s - top + ky d, x s - left + kx d) through
+    the tap w[o, i, ky, kx] (c = o's group's first input channel + i) where that input lies inside the map."""
+    from scipy import sparse
 
-
-def _reach_extent(counting: list, shape: tuple) -> int:
-    """The spacing that keeps a probe's sources apart: 1 + the largest spatial distance from a source at the
-    centre of each channel to any source sharing a target with it (a forward and a backward pass of the path
-    counts); ``synapse_matrix`` checks it."""
-    if len(shape) != 3:
-        return 1
     c, h, w = shape
-    centre = torch.zeros((c,) + shape, dtype=torch.float64)
-    centre[torch.arange(c), torch.arange(c), h // 2, w // 2] = 1.0
-    with torch.enable_grad():
-        x = torch.zeros((c,) + shape, dtype=torch.float64, requires_grad=True)
-        reached = (apply_chain(counting, centre) > 0).to(torch.float64)
-        (shared,) = torch.autograd.grad((apply_chain(counting, x) * reached).sum(), x)
-    _, _, ys, xs = torch.nonzero(shared.detach(), as_tuple=True)
-    if len(ys) == 0:
-        return 1
-    return 1 + int(max((ys - h // 2).abs().max(), (xs - w // 2).abs().max()))
-
-
-def _probes(shape: tuple, spacing: int):
-    """0/1 probes (P, *shape): per channel and offset (dy, dx), the sources at that offset modulo ``spacing``;
-    None when ``spacing`` covers the whole map (then only one source per probe is left)."""
-    if len(shape) != 3 or spacing > max(shape[1:]):
-        return None
-    c, h, w = shape
-    probes = torch.zeros((c, spacing, spacing) + shape, dtype=torch.float64)
-    for ch in range(c):
-        for dy in range(spacing):
-            for dx in range(spacing):
-                probes[ch, dy, dx, ch, dy::spacing, dx::spacing] = 1.0
-    return probes.reshape((-1,) + shape)
-
-
-def _disjoint(counting: list, probes: torch.Tensor, index: torch.Tensor) -> bool:
-    """Whether no target of ``counting`` (the chain's path counts) reads two sources of one probe. The sums are
-    exact in float64 (paths x index^2 stays below 2^53 for sources up to ~10^6 neurons)."""
-    with torch.no_grad():
-        for start in range(0, len(probes), _PROBE_BATCH):
-            batch = probes[start:start + _PROBE_BATCH]
-            paths = apply_chain(counting, batch)
-            first = apply_chain(counting, batch * index)
-            second = apply_chain(counting, batch * index * index)
-            paths, first, second = (torch.round(a).to(torch.int64) for a in (paths, first, second))
-            if not torch.equal(paths * second, first * first):      # exact: int64 products of exact sums
-                return False
-    return True
+    out_ch, per_group, kh, kw = op.weight.shape
+    top, left, bottom, right = op.pads
+    (sy, sx), (dy, dx) = op.strides, op.dilations
+    ho = (h + top + bottom - dy * (kh - 1) - 1) // sy + 1
+    wo = (w + left + right - dx * (kw - 1) - 1) // sx + 1
+    o, i, ky, kx = np.nonzero(op.weight)
+    weight = np.asarray(op.weight, np.float64)[o, i, ky, kx]
+    channel = (o // (out_ch // op.groups)) * per_group + i
+    y, x = (a.reshape(-1) for a in np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij"))
+    rows, cols, data = [], [], []
+    step = max(1, _CHUNK // max(len(y), 1))
+    for lo in range(0, len(o), step):
+        part = slice(lo, lo + step)
+        iy = y[None, :] * sy - top + (ky[part] * dy)[:, None]
+        ix = x[None, :] * sx - left + (kx[part] * dx)[:, None]
+        inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+        tap, pos = np.nonzero(inside)
+        rows.append(o[part][tap] * ho * wo + y[pos] * wo + x[pos])
+        cols.append(channel[part][tap] * h * w + iy[tap, pos] * w + ix[tap, pos])
+        data.append(weight[part][tap])
+    matrix = sparse.csr_matrix((np.concatenate(data) if data else np.zeros(0),
+                                (np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                                 np.concatenate(cols) if cols else np.zeros(0, np.int64))),
+                               shape=(out_ch * ho * wo, c * h * w))
+    return matrix, (out_ch, ho, wo)

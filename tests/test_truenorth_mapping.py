@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+
+from conftest import rand
 
 from neurocc.backends import BACKENDS
 from neurocc.backends.truenorth.mapping import map_cores, map_truenorth
 from neurocc.hwmodels import load_hwmodel
 from neurocc.ir import Graph, ops, verify
 from neurocc.ir.neurons import TrueNorth
+from neurocc.ir.executor import apply_chain
 from neurocc.ir.snn import InputSource, Population, Projection
+from neurocc.ir.synapses import synapse_matrix
 from neurocc.pipeline import CompileContext
 from neurocc.options import CompileOptions
 
@@ -191,3 +196,32 @@ def test_a_read_out_whose_weights_need_a_threshold_below_1_is_scaled_down_instea
         q = run_rate(dequantize(snn), torch.from_numpy(x))[readout].argmax(1)
         f = run_rate(float_snn, torch.from_numpy(x))[readout].argmax(1)
     assert (q == f).float().mean() > 0.8          # the rest is the 7 weight levels, not the scaling
+
+
+def _one_hot_matrix(chain, shape):
+    """The chain's synapses the slow way: the chain applied to one one-hot input per source."""
+    n = int(np.prod(shape))
+    with torch.no_grad():
+        out = apply_chain(chain, torch.eye(n, dtype=torch.float64).reshape((n,) + shape))
+    return out.reshape(n, -1).numpy().T
+
+
+@pytest.mark.parametrize("chain, shape", [
+    ((ops.Conv(weight=rand(4, 3, 3, 3), strides=(1, 1), pads=(1, 1, 1, 1)),), (3, 6, 5)),
+    ((ops.Conv(weight=rand(4, 3, 3, 2), strides=(2, 1), pads=(0, 1, 2, 0), dilations=(1, 2)),), (3, 7, 6)),
+    ((ops.Conv(weight=rand(6, 2, 3, 3), strides=(1, 2), pads=(1, 1, 1, 1), groups=2),), (4, 5, 6)),
+    ((ops.AvgPool(kernel=(2, 2), strides=(2, 2)), ops.Flatten(), ops.Gemm(weight=rand(5, 3 * 3 * 3))), (3, 6, 7)),
+    ((ops.AvgPool(kernel=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1), ceil_mode=True),
+      ops.Conv(weight=rand(2, 3, 1, 1), strides=(1, 1))), (3, 7, 7)),
+    ((ops.Conv(weight=rand(3, 3, 3, 3), strides=(1, 1), pads=(1, 1, 1, 1)), ops.SumPool(kernel=(2, 2), strides=(2, 2)),
+      ops.Affine(scale=np.float32(0.25))), (3, 6, 6)),
+    ((ops.Slice(slices=((0, 1, 4, 2),)), ops.Pad(pads=((1, 2), (0, 0), (0, 0))),
+      ops.Conv(weight=rand(2, 5, 3, 3), strides=(1, 1), pads=(1, 1, 1, 1))), (4, 5, 5)),
+    ((ops.Conv(weight=rand(3, 2, 3, 3), strides=(1, 1), pads=(1, 1, 1, 1)),
+      ops.Conv(weight=rand(2, 3, 3, 3), strides=(2, 2), pads=(1, 1, 1, 1))), (2, 6, 6)),
+    ((ops.GlobalAvgPool(), ops.Flatten(), ops.Affine(scale=rand(3)), ops.Gemm(weight=rand(4, 3))), (3, 4, 4)),
+])
+def test_synapse_matrix_is_the_one_hot_jacobian(chain, shape):
+    """Every weight exactly (float64), including taps cut by padding, strides, dilation, groups, pooling borders
+    and weights that several paths sum."""
+    assert np.array_equal(synapse_matrix(chain, shape).toarray(), _one_hot_matrix(chain, shape))

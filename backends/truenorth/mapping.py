@@ -32,6 +32,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from neurocc.errors import NeuroccError
@@ -238,35 +239,51 @@ def _why_not_split(graph: Graph, name: str) -> str:
 def _pack(masks, order: np.ndarray, limits) -> tuple[int, np.ndarray]:
     """Greedy packing of the rows of ``masks`` (CSR: axon types per input) in ``order``: (cores, axons each input
     takes summed over the cores)."""
-    reached = np.zeros(masks.shape[1], np.int64)
-    used = np.zeros(masks.shape[1], np.int64)      # the open core's types per input; reset where touched
-    touched, members, count, cores = [], 0, 0, 0
+    return _pack_rows(masks.indptr.astype(np.int64), masks.indices.astype(np.int64), masks.data.astype(np.int64),
+                      order.astype(np.int64), masks.shape[1], limits.neurons_per_core, limits.fan_in_per_core)
+
+
+@numba.njit(cache=True)
+def _pack_rows(indptr, indices, data, order, inputs, neurons_per_core, fan_in_per_core):
+    """``_pack`` over CSR arrays: a core takes rows while it holds at most ``neurons_per_core`` of them whose
+    inputs' types need at most ``fan_in_per_core`` axons; when it closes, each input it read adds the types
+    it used there to ``reached``."""
+    reached = np.zeros(inputs, np.int64)
+    used = np.zeros(inputs, np.int64)           # the open core's types per input
+    touched = np.empty(indices.shape[0], np.int64)
+    n_touched, members, count, cores = 0, 0, 0, 0
     for row in order:
-        nz = masks.indices[masks.indptr[row]:masks.indptr[row + 1]]
-        types = masks.data[masks.indptr[row]:masks.indptr[row + 1]]
-        before = used[nz]
-        grown = before | types
-        delta = int(POPCOUNT[grown].sum() - POPCOUNT[before].sum())
-        if members and (members == limits.neurons_per_core or count + delta > limits.fan_in_per_core):
-            _close_core(used, touched, reached)
+        lo, hi = indptr[row], indptr[row + 1]
+        delta = 0
+        for j in range(lo, hi):
+            before = used[indices[j]]
+            delta += POPCOUNT[before | data[j]] - POPCOUNT[before]
+        if members > 0 and (members == neurons_per_core or count + delta > fan_in_per_core):
+            _close_core(used, touched[:n_touched], reached)
             cores += 1
-            touched, members, count = [], 0, 0
-            grown, delta = types, int(POPCOUNT[types].sum())
-        used[nz] = grown
-        touched.append(nz)
+            n_touched, members, count = 0, 0, 0
+            delta = 0
+            for j in range(lo, hi):
+                delta += POPCOUNT[data[j]]
+        for j in range(lo, hi):
+            used[indices[j]] |= data[j]
+            touched[n_touched] = indices[j]
+            n_touched += 1
         count += delta
         members += 1
-    if members:
-        _close_core(used, touched, reached)
+    if members > 0:
+        _close_core(used, touched[:n_touched], reached)
         cores += 1
     return cores, reached
 
 
-def _close_core(used: np.ndarray, touched: list, reached: np.ndarray) -> None:
-    """Add a full core's axons per input to ``reached`` and clear its types for the next core."""
-    idx = np.unique(np.concatenate(touched))
-    reached[idx] += POPCOUNT[used[idx]]
-    used[idx] = 0
+@numba.njit(cache=True)
+def _close_core(used, touched, reached):
+    """Close a core: each input it read adds the axons of the types it used there, once; its types clear."""
+    for idx in touched:
+        if used[idx]:
+            reached[idx] += POPCOUNT[used[idx]]
+            used[idx] = 0
 
 
 def _splitter_tree(copies: np.ndarray, limits) -> tuple[int, int, int]:
