@@ -6,7 +6,7 @@ energy a converted ResNet-18 needs to reach ANN - 1 pt. Here, for each network, 
 neuron updates and static power, ``neurocc/energy.py``), all measured by simulating labelled test images
 (``neurocc.estimate``), beside the ANN's MACs x 4.6 pJ (bntt Table 2).
 
-    python benchmarks/energy.py [--steps 256] [--samples 200] [--shared ../shared/data]
+    python benchmarks/energy.py [--steps 256] [--samples 200] [--shared ../shared/data] [--only NAME ...]
 
 Reads ResNet-20 and the CIFAR-10 JPEG test set from ../shared/data when they are there; trains the digits
 CNN here.
@@ -41,6 +41,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=256)
     p.add_argument("--samples", type=int, default=200)
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--only", nargs="+", help="these networks only (e.g. ResNet-20)")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     truenorth = load_hwmodel("truenorth")
@@ -51,6 +52,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for net, (path, calib, test, test_labels) in networks(args.shared, Path(tmp)).items():
+            if args.only and net not in args.only:
+                continue
             graph, _ = load_onnx(path)
             x, y = test[:args.samples], test_labels[:args.samples]
             for target in ["reference"] + [n for n, t in TARGETS.items() if t.hwmodel]:

@@ -51,6 +51,7 @@ except ImportError:       # numba missing: the PyTorch update does the same work
 
 _BLOCK_BYTES = 256 * 2 ** 20   # budget for one block's spike tensors
 _EXACT_FLOAT32 = 2 ** 24       # float32 holds every integer below this
+_COPIES = (ops.Pad, ops.Slice, ops.Flatten)
 
 
 def _shift(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -132,7 +133,8 @@ class _BatchRun:
                     chain = chain[1:]
                 t = s.shape[0]
                 flat_s = s.reshape((t * self.b,) + tuple(s.shape[2:]))
-                record.operations(name, sim.layers[(src, name, k)], len(proj.ops) - len(chain), chain, flat_s, t, tb)
+                if src not in sim.operations_are_events:
+                    record.operations(src, sim.layers[(src, name, k)], len(proj.ops) - len(chain), chain, flat_s, t, tb)
                 flat = sim.project((src, name, k), proj, chain, flat_s)
                 current = current + flat.reshape((t, self.b) + tuple(flat.shape[1:]))
             spikes[name] = self._integrate(name, node, current, t0, tb, record)
@@ -162,16 +164,15 @@ class _BatchRun:
         if current.shape[0] == 1 and tb > 1:
             current = current.expand((tb,) + tuple(current.shape[1:]))
         out = torch.empty(current.shape, dtype=self.sim.dtype, device=v.device)
-        trail = torch.empty(current.shape, dtype=v.dtype, device=v.device) if name in self.counts else None
-        changed = torch.empty((tb, self.b), dtype=torch.int64, device=v.device)
+        trail = torch.empty((tb + 1,) + tuple(current.shape[1:]), dtype=v.dtype, device=v.device)
+        trail[0].copy_(v)                  # V before the block, then after each step (updates, read-out ties)
         for t in range(tb):
-            before = state["v"].clone()
             out[t].copy_(node.neuron.step(state, current[t], t0 + t + 1))
-            changed[t] = (state["v"] != before).reshape(self.b, -1).sum(dim=1)
-            if trail is not None:          # V per step, for read-out ties
-                trail[t].copy_(state["v"])
+            trail[t + 1].copy_(state["v"])
         record.spikes(name, out)
+        changed = (trail[1:] != trail[:-1]).reshape(tb, self.b, -1).sum(dim=2)
         record.updates[name][record.rows(tb)] = changed.cpu().numpy()
+        trail = trail[1:]
         if name in self.counts:
             counts = self.counts[name][None] + torch.cumsum(out, dim=0)
             self.counts[name] = counts[-1].clone()
@@ -227,9 +228,9 @@ class _Recorder:
         self.spike_counts = {n: np.zeros((steps, batch), np.int64) for n in sim.spiking}
         self.events = {n: np.zeros((steps, batch), np.int64) for n in sim.fanout}
         self.updates = {n: np.zeros((steps, batch), np.int64) for n in sim.spiking if n not in sim.graph.inputs}
-        fed = [n for n in sim.order if sim.incoming[n]]
-        self.acs = {n: np.zeros((steps, batch), np.int64) for n in fed}
-        self.macs = {n: np.zeros((steps, batch), np.int64) for n in fed}
+        sources = [n for n in sim.order if sim.graph.nx.out_degree(n)]
+        self.acs = {n: np.zeros((steps, batch), np.int64) for n in sources}
+        self.macs = {n: np.zeros((steps, batch), np.int64) for n in sources}
         self.readouts: dict = {}
         self.trains = {n: [] for n in sim.spiking} if sim.record_trains else None
         self.t0 = 0
@@ -238,9 +239,9 @@ class _Recorder:
         return slice(self.t0, self.t0 + t)
 
     def operations(self, name: str, layers: list, offset: int, chain: tuple, s: torch.Tensor, t: int, tb: int) -> None:
-        """The effective operations of a projection's weighted layers into ``name`` (``ir.synapses.weighted_layers``)
-        for its source values ``s`` (t x B, ...) as the chain receives them (after the gate, if any, which
-        takes ``offset`` ops); a constant input (t = 1) does the same operations in each of the ``tb`` steps."""
+        """The effective operations of the weighted layers of a projection from ``name``
+        (``ir.synapses.weighted_layers``) for its values ``s`` (t x B, ...) as the chain receives them (after the
+        gate, if any, which takes ``offset`` ops); a constant input (t = 1) does the same in each of the ``tb`` steps."""
         for layer in layers:
             x = apply_chain(chain[:layer.index - offset], s)
             fan = self.sim.layer_fans[id(layer)]
@@ -288,6 +289,8 @@ class _Recorder:
             r.count[self.rows(t)] = counts.reshape(t, self.batch, -1).cpu().numpy()
 
     def trace(self) -> Trace:
+        for name in self.sim.operations_are_events:
+            self.acs[name] = self.events[name].copy()
         trains = {k: np.concatenate(v) for k, v in self.trains.items()} if self.trains is not None else {}
         return Trace(steps=self.steps, samples=self.batch, readouts=self.readouts, spikes=self.spike_counts,
                      events=self.events, spike_trains=trains, updates=self.updates, acs=self.acs, macs=self.macs)
@@ -335,12 +338,19 @@ class Simulator:
         self.layers, self.layer_fans = {}, {}
         for n in self.order:
             for u, v, k, p in self.incoming[n]:
-                src = graph.payload(u)
-                spiking = src.readout == "spike" if isinstance(src, Population) else not self.constant_input(u)
-                self.layers[(u, v, k)] = weighted_layers(p.ops, graph.shape(u), spiking)
+                self.layers[(u, v, k)] = weighted_layers(p.ops, graph.shape(u), u in self.spiking)
                 for layer in self.layers[(u, v, k)]:
                     dtype = torch.float32 if layer.fan.sum() < _EXACT_FLOAT32 else torch.float64
                     self.layer_fans[id(layer)] = torch.as_tensor(layer.fan, dtype=dtype, device=self.device)
+        # sources whose every projection is copies then one weighted layer: their accumulates are their
+        # synaptic events (the same non-zero weights per spike), which are counted anyway
+        self.operations_are_events = set(self.fanout)
+        for n in self.order:
+            for u, v, k, p in self.incoming[n]:
+                layers = self.layers[(u, v, k)]
+                if not (len(layers) == 1 and layers[0].index == len(p.ops) - 1
+                        and all(isinstance(op, _COPIES) for op in p.ops[:-1])):
+                    self.operations_are_events.discard(u)
         self._kernel_constants: dict = {}
         self.neurons = sum(int(np.prod(graph.shape(n))) for n in self.order)
         self._checked: set = set()
