@@ -24,8 +24,8 @@ Memory: 24 bytes per step, sample and spiking population, 16 per source with pro
 bytes per step, sample and class (ResNet-20, 19 spiking populations, 20 sources and 10 classes:
 816 bytes per sample and step, 209 kB per sample over 256 steps). Recording it all, against the spikes,
 events and read-outs alone: ResNet-20, 32 images x 32 steps, 0.45 -> 0.49 s on the fused kernel's path
-(float) and 2.77 -> 3.31 s on the per-step path (Loihi), the membrane updates being most of it (a copy and
-a comparison of every potential per step); the accumulates of a population whose projections are copies
+(float) and 2.77 -> 3.31 s on the per-step path (Loihi, whose membrane updates copy and compare every
+potential per step); the accumulates of a population whose projections are copies
 then one weighted layer are its synaptic events and cost nothing more.
 """
 from __future__ import annotations

@@ -680,7 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
-    e = sub.add_parser("estimate", help="cores, events and energy per inference on each chip, before deploying",
+    e = sub.add_parser("estimate", help="cores, events, energy and NeuroBench metrics per inference on each chip, "
+                                        "before deploying",
                        epilog=ESTIMATE_EXAMPLE, formatter_class=fmt)
     e.add_argument("model", help="an .onnx file (compiled for each target here) or an artifact folder")
     e.add_argument("--target", default="all", metavar="TARGET",

@@ -79,6 +79,10 @@ def test_run_reports_table_json_and_plot(artifact, mnist_like, tmp_path, capsys)
     a = np.array(doc["accuracy"])
     assert doc["pareto_latency"] == pytest.approx(np.sum(doc["ann_accuracy"] - a))
     assert doc["pareto_power"] == pytest.approx(np.sum(np.array(doc["synaptic_events_per_step"]) * (doc["ann_accuracy"] - a)))
+    nb = doc["neurobench"]                     # measured, under NeuroBench 2.3.0's names
+    assert "NeuroBench activation sparsity" in out and nb["definitions"] == "neurobench 2.3.0"
+    assert 0 < nb["ActivationSparsity"] < 1 and nb["MembraneUpdates"] > 0 and nb["Footprint"] > 0
+    assert nb["SynapticOperations"]["Dense"] >= nb["SynapticOperations"]["Effective_ACs"] > 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

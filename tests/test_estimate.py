@@ -103,11 +103,19 @@ def test_estimate_json_has_the_stable_shape(digits_onnx, digits_files, tmp_path,
             assert key in t
         assert t["predicted"] is False and abs(t["prediction_error"]) <= 0.2
         assert t["energy_per_inference_j"] == pytest.approx(sum(t["energy_parts_j"].values()))
+        nb = t["neurobench"]                    # measured: every NeuroBench metric, under NeuroBench's names
+        assert nb["predicted"] is False and nb["Footprint"] > 0 and 0 < nb["ActivationSparsity"] < 1
+        assert set(nb["SynapticOperations"]) == {"Effective_MACs", "Effective_ACs", "Dense"}
+        assert nb["MembraneUpdates"] > 0 and nb["SynapticOperations"]["Effective_ACs"] > 0
+    assert "NeuroBench 2.3.0 metrics" in text
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_estimate_without_data_predicts_in_seconds_with_a_warning(digits_onnx, capsys):
-    assert main(["estimate", str(digits_onnx), "--target", "loihi", "--steps", "100"]) == 0
+def test_estimate_without_data_predicts_in_seconds_with_a_warning(digits_onnx, capsys, tmp_path):
+    assert main(["estimate", str(digits_onnx), "--target", "loihi", "--steps", "100", "--json",
+                 str(tmp_path / "e.json")]) == 0
+    nb = json.loads((tmp_path / "e.json").read_text())["targets"]["loihi"]["neurobench"]
+    assert nb["predicted"] is True and 0 < nb["ActivationSparsity"] < 1 and nb["SynapticOperations"] is None
     out, err = capsys.readouterr()
     assert "predicted from the ANN's activations" in out and "no calibration data" in err
 
