@@ -164,8 +164,8 @@ def _mapping_table(mapping: dict) -> str:
         row["axon_slots"] += p["axons"] / p["axon_utilisation"] if p["axon_utilisation"] else 0
         row["splitter_levels"] = max(row["splitter_levels"], p["splitter_levels"])
     rows = [[name, f"{r['neurons']:,}", f"{len(partial.get(name, ())) or '-'}", f"{r['cores']:,}", f"{r['axons']:,}",
-             f"{100 * r['axons'] / max(r['axon_slots'], 1):.1f}", f"{r['splitter_neurons']:,}", f"{r['splitter_cores']:,}",
-             f"{r['splitter_levels']}"]
+             f"{100 * r['axons'] / max(r['axon_slots'], 1):.1f}", f"{r['splitter_neurons']:,}",
+             f"{r['splitter_cores']:,}", f"{r['splitter_levels']}"]
             for name, r in folded.items()]
     return (f"TrueNorth core mapping: {mapping['cores']:,} cores on {mapping['chips']:,} chip(s), "
             f"{mapping['splitter_neurons']:,} splitter neurons (a tick per level, simulated)"

@@ -23,7 +23,8 @@ is quantised as ``InputSource.encode`` says.
 The run returns a ``Trace`` (``neurocc.backends.trace``): per sample and step, the read-outs' potentials
 (and spike counts), every spiking population's spikes, synaptic events (spikes x fan-out,
 ``neurocc.ir.synapses``) and membrane updates (neurons whose potential changed), and the effective
-operations of the weighted layers into each population (NeuroBench's counts, ``neurocc.workload``). Per-sample counts are sums of 0/1 spikes (times integer fan-outs) computed in
+operations that each source causes in the weighted layers of its projections (NeuroBench's counts,
+``neurocc.workload``). Per-sample counts are sums of 0/1 spikes (times integer fan-outs) computed in
 float32 where the largest possible sum is below 2^24, else in float64, so they are exact integers.
 """
 from __future__ import annotations
@@ -240,8 +241,9 @@ class _Recorder:
 
     def operations(self, name: str, layers: list, offset: int, chain: tuple, s: torch.Tensor, t: int, tb: int) -> None:
         """The effective operations of the weighted layers of a projection from ``name``
-        (``ir.synapses.weighted_layers``) for its values ``s`` (t x B, ...) as the chain receives them (after the
-        gate, if any, which takes ``offset`` ops); a constant input (t = 1) does the same in each of the ``tb`` steps."""
+        (``ir.synapses.weighted_layers``) for its values ``s`` (t x B, ...) as the chain receives them (after
+        the gate, if any, which takes ``offset`` ops); a constant input (t = 1) does the same in each of the
+        ``tb`` steps."""
         for layer in layers:
             x = apply_chain(chain[:layer.index - offset], s)
             fan = self.sim.layer_fans[id(layer)]

@@ -23,8 +23,8 @@ that must reach more axons than a splitter core has neurons (256) goes through a
 its copies: each level's neurons feed up to 256 copies on the next level (the last level's neurons are the
 copies). Every neuron of such a population is routed through the same number of levels, so each of its
 projections is exactly L steps longer (the ``map_cores`` pass adds the steps to the graph, and the reference
-simulator runs them). A splitter core holds at most 256 splitter neurons fed by at most 256 axons. Inputs come from the host, which can address any
-number of axons: they need none.
+simulator runs them). A splitter core holds at most 256 splitter neurons fed by at most 256 axons. Inputs
+come from the host, which can address any number of axons: they need none.
 """
 from __future__ import annotations
 
