@@ -115,12 +115,16 @@ def workload_metrics(snn: Graph, trace) -> Optional[dict]:
 
 def metrics(snn: Graph, trace=None, predicted_spikes: Optional[float] = None, steps: Optional[int] = None) -> dict:
     """The NeuroBench block of ``run --json`` and ``estimate --json``: the static metrics, and the workload
-    metrics measured from ``trace``; without one, ActivationSparsity from ``predicted_spikes`` per sample over
-    ``steps`` and the operation counts None (they need a simulation)."""
+    metrics measured from ``trace`` (the operation counts None where its backend did not observe them); without
+    a trace, ActivationSparsity from ``predicted_spikes`` per sample over ``steps`` and the operation counts None
+    (they need a simulation)."""
     doc = {"definitions": f"neurobench {NEUROBENCH_VERSION}", **static_metrics(snn)}
-    measured = workload_metrics(snn, trace) if trace is not None else None
-    if measured is not None:
-        return doc | measured | {"predicted": False}
+    if trace is not None:
+        measured = workload_metrics(snn, trace)
+        if measured is not None:
+            return doc | measured | {"predicted": False}
+        spikes = sum(float(trace.spikes[n].sum()) for n in _spiking(snn)) / trace.samples
+        predicted_spikes, steps = spikes, trace.steps
     return doc | {"ActivationSparsity": activation_sparsity(snn, predicted_spikes, steps)
                   if predicted_spikes is not None else None,
-                  "SynapticOperations": None, "MembraneUpdates": None, "predicted": True}
+                  "SynapticOperations": None, "MembraneUpdates": None, "predicted": trace is None}

@@ -98,3 +98,16 @@ def test_effective_operations_by_hand():
     pooled = weighted_layers((ops.AvgPool(kernel=(2, 2), strides=(2, 2)), ops.Flatten(),
                               ops.Gemm(weight=np.ones((3, 4), np.float32))), (1, 4, 4), spiking_source=True)
     assert len(pooled) == 1 and not pooled[0].spiking and pooled[0].index == 2 and pooled[0].dense == 12
+
+
+def test_a_trace_without_operation_counts_reports_them_as_not_measured(digits, digits_onnx):
+    """A backend that does not observe membrane updates and operations (empty Trace fields): those are None,
+    the activation sparsity still comes from its spikes."""
+    import dataclasses
+    xtr, _, xte, _ = digits
+    snn = _snn(digits_onnx, xtr)
+    trace = BACKENDS["reference"].run(snn, xte[:4], 10)
+    full = metrics(snn, trace)
+    bare = metrics(snn, dataclasses.replace(trace, updates={}, acs={}, macs={}))
+    assert bare["SynapticOperations"] is None and bare["MembraneUpdates"] is None and bare["predicted"] is False
+    assert bare["ActivationSparsity"] == full["ActivationSparsity"] and bare["Footprint"] == full["Footprint"]
