@@ -10,11 +10,16 @@ integrate-and-fire neuron under constant drive:
 
 Layer by layer, a population's drive is computed from its sources' predicted rates (``run_rate`` with
 these rules, on the dequantised graph of an integer target), so a chip's rate losses propagate: with
-reset by subtraction the rates are the ANN's normalised activations. A population starts firing once
-its input reaches it, after d_p steps (the sum of projection delays along the longest path from the
-input). Per step t > d_p it emits sum_i r_i spikes and causes sum_i r_i * fan_out_i synaptic events
-(``ir.synapses.fan_out``); a Poisson-coded input fires at min(|x| / lambda_in, 1). Means over the
-data's samples, like a trace's counts.
+reset by subtraction the rates are the ANN's normalised activations. All of its input has arrived after
+d_p steps (the sum of projection delays along the longest path from the input); per step t > d_p it emits
+sum_i r_i spikes and causes sum_i r_i * fan_out_i synaptic events (``ir.synapses.fan_out``). Before d_p
+(the onset: delays, TrueNorth's splitter ticks) it already fires on its bias and on what arrived along
+shorter paths: there the rates follow the same rules step by step,
+
+    z_p(t) = b_p + sum over projections q -> p of chain_q( r_q(t - d_q) ),   r(t) = 0 for t <= 0,
+
+on the first ``TRANSIENT_SAMPLES`` samples. A Poisson-coded input fires at min(|x| / lambda_in, 1). Means over
+the data's samples, like a trace's counts.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import numpy as np
 import torch
 
 from neurocc.ir import Graph
-from neurocc.ir.executor import run_rate
+from neurocc.ir.executor import apply_chain, run_rate
 from neurocc.ir.snn import InputSource, Population
 from neurocc.ir.synapses import fan_out
 
@@ -52,6 +57,40 @@ def onset_steps(snn: Graph) -> dict:
     return onset
 
 
+TRANSIENT_SAMPLES = 16
+
+
+@torch.no_grad()
+def transient_rates(view: Graph, x: np.ndarray, steps: int, rate_of) -> dict:
+    """name -> (steps, *shape): each spiking population's rate per step t = 1..steps from the inputs that have
+    reached it by then (the recursion in the module docstring), mean over the samples of ``x``. A population's
+    rates per sample are kept only until its last target has read them."""
+    readers = {n: view.nx.out_degree(n) for n in view.nodes()}
+    rates, means = {}, {}
+    for name in view.topo_order():
+        node = view.payload(name)
+        if isinstance(node, InputSource):
+            value = torch.as_tensor(np.asarray(x), dtype=torch.float32) / node.scale
+            if not node.coding.constant:
+                value = value.abs().clamp(max=1.0)
+            rates[name] = value[None].expand((steps,) + tuple(value.shape))
+            continue
+        drive = torch.as_tensor(np.array(node.bias), dtype=torch.float32).expand((steps, len(x)) + tuple(node.shape))
+        for src, _, proj in view.projections(name):
+            r = rates[src]
+            if proj.delay:
+                r = torch.cat([torch.zeros_like(r[:proj.delay]), r[:steps - proj.delay]])[:steps]
+            flat = apply_chain(proj.ops, r.reshape((-1,) + tuple(r.shape[2:])))
+            drive = drive + flat.reshape((steps, len(x)) + tuple(flat.shape[1:]))
+            readers[src] -= 1
+            if not readers[src]:
+                del rates[src]
+        if node.readout == "spike":
+            rates[name] = rate_of(name, drive)
+            means[name] = rates[name].mean(dim=1).double().numpy()
+    return means
+
+
 def predicted_activity(snn: Graph, x: np.ndarray, steps: int, batch_size: int = 128) -> tuple[dict, dict]:
     """(spikes, events): name -> (steps,) mean per sample per step, predicted from the rates on ``x``."""
     from neurocc.passes.quantize import dequantize
@@ -71,11 +110,17 @@ def predicted_activity(snn: Graph, x: np.ndarray, steps: int, batch_size: int = 
         if isinstance(node, InputSource) and not node.coding.constant:
             rates[name] = np.minimum(np.abs(x) / node.scale, 1.0).sum(axis=0)
     onset = onset_steps(snn)
-    t = np.arange(1, steps + 1)
+    longest = min(steps, max((onset[n] for n in spiking), default=0))
+    early = transient_rates(view, x[:TRANSIENT_SAMPLES], longest, rate) if longest else {}
     spikes, events = {}, {}
     for name, total in rates.items():
         mean = total / len(x)
-        active = (t > onset[name]).astype(np.float64)
-        spikes[name] = active * float(mean.sum())
-        events[name] = active * float((mean * fan_out(snn, name)).sum()) if snn.nx.out_degree(name) else 0 * active
+        fan = fan_out(snn, name) if snn.nx.out_degree(name) else np.zeros_like(mean)
+        spikes[name] = np.full(steps, float(mean.sum()))
+        events[name] = np.full(steps, float((mean * fan).sum()))
+        start = min(onset[name], steps)
+        if start:                       # before all its input has arrived: the step-by-step rates
+            flat = early[name][:start].reshape(start, -1)
+            spikes[name][:start] = flat.sum(axis=1)
+            events[name][:start] = flat @ fan.reshape(-1)
     return spikes, events

@@ -159,3 +159,25 @@ def test_estimate_bad_options_are_one_line(digits_onnx, args, needle, capsys):
     assert main(["estimate", str(digits_onnx)] + args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+def test_before_its_onset_a_population_fires_on_its_bias_and_what_has_arrived():
+    """x -> h (0.5 per step) -> out (delay 2, bias 0.25): out's input is there after step 2, so out is predicted
+    at its bias's rate 0.25 for steps 1-2 and at 0.5 + 0.25 from step 3, as the simulator fires it on average."""
+    from neurocc.ir import Graph, ops, verify
+    from neurocc.ir.snn import InputSource, Population, Projection
+    g = Graph("snn", inputs=("x",), meta={"mode": "float"})
+    g.add_node("x", InputSource(shape=(1,)), (1,))
+    g.add_node("h", Population(shape=(1,), bias=np.zeros(1), neuron=IF(v0=0.5)), (1,))
+    g.add_node("out", Population(shape=(1,), bias=np.full(1, 0.25), neuron=IF(v0=0.5)), (1,))
+    g.add_node("read", Population(shape=(1,), bias=np.zeros(1), readout="accumulate"), (1,))
+    g.add_projection("x", "h", Projection(ops=(ops.Gemm(weight=np.full((1, 1), 0.5)),)))
+    g.add_projection("h", "out", Projection(ops=(ops.Gemm(weight=np.ones((1, 1))),), delay=2))
+    g.add_projection("out", "read", Projection(ops=(ops.Gemm(weight=np.ones((1, 1))),)))
+    g.outputs = ("read",)
+    verify(g)
+    spikes, events = predicted_activity(g, np.ones((3, 1), np.float32), 40)
+    assert np.allclose(spikes["out"][:2], 0.25) and np.allclose(spikes["out"][2:], 0.75)
+    assert np.allclose(events["out"], spikes["out"])                  # one synapse each
+    measured = BACKENDS["reference"].run(g, np.ones((3, 1), np.float32), 40).spikes["out"][:, 0]
+    assert measured.sum() == pytest.approx(spikes["out"].sum(), abs=1)
