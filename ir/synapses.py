@@ -34,13 +34,18 @@ def _counting_op(op: ops.Op) -> list:
     return [op]
 
 
-def projection_fan_out(proj, src_shape: tuple) -> np.ndarray:
-    """Synapses of one projection leaving each neuron of its source, shape ``src_shape``."""
-    chain = [c for op in proj.ops for c in _counting_op(op)]
+def chain_fan_out(chain: tuple, src_shape: tuple) -> np.ndarray:
+    """Synapses of a chain leaving each neuron of its source, shape ``src_shape``."""
+    counting = [c for op in chain for c in _counting_op(op)]
     with torch.enable_grad():
         x = torch.ones((1,) + tuple(src_shape), dtype=torch.float64, requires_grad=True)
-        (grad,) = torch.autograd.grad(apply_chain(chain, x).sum(), x)
+        (grad,) = torch.autograd.grad(apply_chain(counting, x).sum(), x)
     return grad[0].numpy()
+
+
+def projection_fan_out(proj, src_shape: tuple) -> np.ndarray:
+    """Synapses of one projection leaving each neuron of its source, shape ``src_shape``."""
+    return chain_fan_out(proj.ops, src_shape)
 
 
 def fan_out(graph: Graph, src: str) -> np.ndarray:
@@ -89,13 +94,9 @@ def weighted_layers(chain: tuple, src_shape: tuple, spiking_source: bool) -> lis
         for i, op in enumerate(chain):
             x = torch.ones((1,) + shape, dtype=torch.float64)
             if isinstance(op, (ops.Conv, ops.Gemm)):
-                binary = dataclasses.replace(op, weight=(op.weight != 0).astype(np.float64), bias=None)
                 ones = dataclasses.replace(op, weight=np.ones_like(op.weight, np.float64), bias=None)
-                with torch.enable_grad():
-                    u = x.clone().requires_grad_(True)
-                    (fan,) = torch.autograd.grad(ops.apply(binary, [u]).sum(), u)
                 dense = int(round(float(ops.apply(ones, [x]).sum())))
-                layers.append(WeightedLayer(i, fan.reshape(-1).numpy(), dense, spiking))
+                layers.append(WeightedLayer(i, chain_fan_out((op,), shape).reshape(-1), dense, spiking))
             spiking = spiking and isinstance(op, _SPIKES_STAY_SPIKES)
             shape = tuple(ops.apply(op, [x]).shape[1:])
     return layers

@@ -140,9 +140,9 @@ class _Gate(nn.Module):
     def __init__(self, op: ops.MaxPool):
         super().__init__()
         self.op = op
-        self.reset()
+        self.reset_state()
 
-    def reset(self):
+    def reset_state(self):
         self.acc, self.pooled = None, None
 
     def forward(self, x):
@@ -159,9 +159,9 @@ class _Delay(nn.Module):
     def __init__(self, delay: int):
         super().__init__()
         self.delay = delay
-        self.reset()
+        self.reset_state()
 
-    def reset(self):
+    def reset_state(self):
         self.line = []
 
     def forward(self, x):
@@ -276,10 +276,8 @@ class SnnModule(nn.Module):
         """Zero every state (potentials, delay lines, gates) and the step counter."""
         self.t = 0
         for module in self.modules():
-            if module is not self and hasattr(module, "reset_state"):
+            if hasattr(module, "reset_state"):
                 module.reset_state()
-            elif isinstance(module, (_Gate, _Delay)):
-                module.reset()
 
     def forward(self, x):
         self.t += 1
