@@ -41,6 +41,7 @@ class WeightFormat:
     exponent_max: int
     exponent_scope: str          # projection | population (one shift for all inputs of a population)
     levels_per_channel: int      # 0: free integers; n: each output channel uses n uniform levels k * B_c
+    sum_bits: int                # per step, one receptor's summed weights into a neuron fit this many bits (0: any)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ _RANGES = {
     ("limits", "fan_out_per_core"): (1, 2 ** 40), ("limits", "cores_per_chip"): (1, 2 ** 30),
     ("weights", "magnitude_bits"): (1, 24), ("weights", "exponent_min"): (-32, 32),
     ("weights", "exponent_max"): (-32, 32), ("weights", "levels_per_channel"): (0, 2 ** 10),
+    ("weights", "sum_bits"): (0, 48),
     ("neuron", "state_bits"): (2, 48), ("neuron", "threshold_bits"): (2, 32), ("neuron", "threshold_shift"): (0, 16),
     ("neuron", "bias_mantissa_bits"): (2, 32), ("neuron", "bias_exponent_bits"): (0, 5),
     ("neuron", "input_shift"): (0, 16), ("neuron", "refractory_steps"): (0, 2 ** 10), ("neuron", "leak_shift"): (0, 15),

@@ -85,6 +85,11 @@ class NeuronModel:
         """The ideal NL-IAF neuron this model is (for the fused kernel), or None."""
         return None
 
+    def as_readout(self) -> Optional["NeuronModel"]:
+        """This chip's cell as an accumulating read-out (integrating as it does, never firing), or None where a
+        read-out is the unbounded accumulator V <- V + I + b (``ir.snn``)."""
+        return None
+
     def firing_rule(self) -> tuple[str, str, int]:
         """(reset, compare, refractory steps): what sets the rate under a constant drive (``neurocc.activity``)."""
         raise NotImplementedError
@@ -199,27 +204,42 @@ def _decay(x: torch.Tensor, keep: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class SpinnakerLIF(NeuronModel):
-    """sPyNNaker's LIF with delta synapses (``neuron_model_lif_impl.h``), all values s16.15 bits.
+    """sPyNNaker 1!7.4.1's LIF with delta synapses (``IF_curr_delta``: ``neuron_model_lif_impl.h``), s16.15 bits.
 
-    With R = 2^k and exp_TC = 1 - 2^-k (k = ``leak_shift``), V_rest = V_reset = 0:
+    One step, as the core computes it (V_rest = V_reset = 0, one step per time step, I_offset the bias):
 
-        if refract_timer <= 0:  alpha = (I + I_offset) * R;  V <- alpha - exp_TC * (alpha - V)
+        if refract_timer <= 0:  I = I_syn + I_offset;  alpha = I * R;  V <- alpha - exp_TC * (alpha - V)
         else:                   refract_timer -= 1          (the step's input is dropped)
-        s = V >= threshold;  then V <- 0, refract_timer <- refractory   where s
+        s = V >= V_thresh;  then V <- 0, refract_timer <- T_refract   where s
 
-    "*" is spinn_common's ``__stdfix_smul_k_round_nearest``: (a b + 2^14) >> 15, saturated to 32 bits;
-    the additions wrap (GCC accum arithmetic). I_offset is the population's bias.
+    "*" is GCC's s16.15 multiply on the ARM968 (``smull``, then bits 15..46): floor((a b) / 2^15), wrapped to 32
+    bits (read off the ``IF_curr_delta.aplx`` of sPyNNaker 1!7.4.1); the additions wrap too. The core derives
+    R = kdivk(tau_m, cm) and exp_TC = expk(-kdivk(dt, tau_m)) itself (``neuron_model_initialise``); with
+    k = ``leak_shift``, tau_m = 2^k * 32769 / 32768 ms and cm = 32769 / 32768 nF make it compute R = 2^k MOhm and
+    exp_TC = 1 - 2^-k exactly (kdivk(dt, tau_m) = 2^(15-k) - 1 bits, whose expk truncates to 2^15 - 2^(15-k)),
+    so that the update is V <- V + I - floor(V / 2^k) in bits (``backends/spinnaker`` emits those values; its
+    tests check them with sPyNNaker's own code). I_syn is the ring buffers' weight sums shifted left by the
+    population's ring-buffer shift; ``quantize`` keeps every sum within their 16 bits, so none saturates.
+
+    A read-out (``fires=False``) is the same cell with a threshold it never reaches.
     """
     semantics: ClassVar[str] = "spinnaker"
     extra_state: ClassVar[tuple] = ("timer",)
     leak_shift: int = 0          # k: exp_TC = 1 - 2^-k, R = 2^k [MOhm at dt = 1 ms]
     refractory: int = 0          # [steps] after a spike
+    fires: bool = True           # False: a read-out, which integrates the same way and never fires
 
     @classmethod
     def from_hwmodel(cls, hw, threshold: float, v0: float, reset: str) -> "SpinnakerLIF":
         _require(hw, "spinnaker", state_bits=32, overflow="wrap", spike_compare=">=", reset="zero")
+        if not 0 < hw.neuron.leak_shift < 15:
+            raise NeuroccError(f"{hw.path}: neuron.leak_shift must be 1 to 14 for sPyNNaker's LIF (exp_TC = 1 - "
+                               f"2^-leak_shift in s16.15 with a non-zero step), got {hw.neuron.leak_shift}")
         return cls(threshold=threshold, v0=v0, input_shift=hw.neuron.input_shift, leak_shift=hw.neuron.leak_shift,
                    refractory=hw.neuron.refractory_steps)
+
+    def as_readout(self) -> "SpinnakerLIF":
+        return self.replace(fires=False)
 
     def firing_rule(self):
         return "zero", ">=", self.refractory
@@ -228,20 +248,23 @@ class SpinnakerLIF(NeuronModel):
         v, timer, fired = state["v"], state["timer"], state["fired"]
         r_membrane = 2 ** (15 + self.leak_shift)
         exp_tc = 2 ** 15 - 2 ** (15 - self.leak_shift)
-        alpha = _mul_round(drive + state["bias"], r_membrane)
-        closed_form = fit(alpha - _mul_round(alpha - v, exp_tc), 32, "wrap")
+        alpha = _smul(fit(drive + state["bias"], 32, "wrap"), r_membrane)
+        closed_form = fit(alpha - _smul(fit(alpha - v, 32, "wrap"), exp_tc), 32, "wrap")
         active = timer <= 0
         v.copy_(torch.where(active, closed_form, v))
         timer.sub_((~active).to(timer.dtype))
+        if not self.fires:
+            fired.zero_()
+            return fired
         torch.ge(v, int(self.threshold), out=fired)
         v.masked_fill_(fired, 0)
         timer.masked_fill_(fired, self.refractory)
         return fired
 
 
-def _mul_round(a: torch.Tensor, b) -> torch.Tensor:
-    """s16.15 multiply rounded to nearest (half up) and saturated: spinn_common's __stdfix_smul_k_round_nearest."""
-    return ((a * b + (1 << 14)) >> 15).clamp_(-(2 ** 31), 2 ** 31 - 1)
+def _smul(a: torch.Tensor, b: int) -> torch.Tensor:
+    """The ARM968's s16.15 multiply as GCC compiles it for sPyNNaker: floor(a b / 2^15), wrapped to 32 bits."""
+    return fit((a * b) >> 15, 32, "wrap")
 
 
 MODELS: dict[str, type] = {cls.semantics: cls for cls in (IF, TrueNorth, LoihiLIF, SpinnakerLIF)}

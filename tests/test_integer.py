@@ -337,18 +337,18 @@ def test_mnist8_with_max_pool_gates_quantizes_and_runs_bit_exactly():
 
 def _spinnaker_reference(steps, x, w_in, w_ab, bias_a, bias_b, theta_a, theta_b, k, refractory):
     """sPyNNaker's LIF closed form with delta synapses, in plain Python integers (s16.15 bits)."""
-    def mul(a, b):                       # __stdfix_smul_k_round_nearest
-        return max(-(2 ** 31), min(2 ** 31 - 1, (a * b + (1 << 14)) >> 15))
-
     def wrap32(val):
         return (val + 2 ** 31) % 2 ** 32 - 2 ** 31
+
+    def mul(a, b):                       # GCC's s16.15 multiply on the ARM968: smull, bits 15..46 (floor, wrap)
+        return wrap32((a * b) >> 15)
 
     r_membrane, exp_tc = 2 ** (15 + k), 2 ** 15 - 2 ** (15 - k)
 
     def step(v, timer, current, theta):
         if timer <= 0:
-            alpha = mul(current, r_membrane)
-            v = wrap32(alpha - mul(exp_tc, alpha - v))
+            alpha = mul(wrap32(current), r_membrane)
+            v = wrap32(alpha - mul(exp_tc, wrap32(alpha - v)))
         else:
             timer -= 1
         if v >= theta:

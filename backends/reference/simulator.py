@@ -39,6 +39,7 @@ import torch
 from neurocc.errors import NeuroccError
 from neurocc.ir import Graph, ops
 from neurocc.ir.executor import apply_chain
+from neurocc.ir.neurons import IF
 from neurocc.ir.snn import InputSource, Population
 from neurocc.ir.synapses import fan_out, weighted_layers
 
@@ -154,7 +155,7 @@ class _BatchRun:
             return self._integrate_fused(name, node, current, tb, record)
         state = self.state[name]
         v = state["v"]
-        if node.readout == "accumulate":
+        if node.readout == "accumulate" and isinstance(node.neuron, IF):       # V + I + b, unbounded
             current = current + state["bias"]
             if current.shape[0] == 1 and tb > 1:
                 current = current.expand((tb,) + tuple(current.shape[1:]))
@@ -170,6 +171,9 @@ class _BatchRun:
         for t in range(tb):
             out[t].copy_(node.neuron.step(state, current[t], t0 + t + 1))
             trail[t + 1].copy_(state["v"])
+        if node.readout == "accumulate":        # a chip's read-out cell: its potential is the read-out
+            record.readout(name, trail[1:])
+            return out
         record.spikes(name, out)
         changed = (trail[1:] != trail[:-1]).reshape(tb, self.b, -1).sum(dim=2)
         record.updates[name][record.rows(tb)] = changed.cpu().numpy()

@@ -11,7 +11,10 @@ threshold / weight / bias ratios are kept:
 vth is the largest integer that lets (1) the threshold fit its bits and leave 8x headroom in the
 state width, (2) every bias fit the bias format, (3) every projection's weights fit the weight bits
 with an exponent no larger than the format's maximum. e is then the smallest exponent whose weights
-fit, so each projection uses its full weight range. Loihi's mixed-sign weights lose their LSB (lava's
+fit, so each projection uses its full weight range. Where the chip sums each receptor's weights into a
+bounded accumulator (``weights.sum_bits``: sPyNNaker's 16-bit ring-buffer slots, which saturate), the exponent
+also keeps the largest possible sum of one sign's integer weights into a neuron in one step (every spiking
+source firing at once) below 2^sum_bits, so no sum ever saturates. Loihi's mixed-sign weights lose their LSB (lava's
 truncate_weights), so they are rounded to even values; TrueNorth's weights are 7 levels k * B_c per output
 channel (4 axon types per input, see hwmodels/truenorth.toml). Pooling becomes integer sum pooling with the
 1/k^2 folded into the weights. A model that cannot fit (weights too large for any vth >= 1) is a
@@ -33,7 +36,7 @@ import torch
 
 from neurocc.errors import NeuroccError
 from neurocc.ir import Graph, ops
-from neurocc.ir.executor import run_rate
+from neurocc.ir.executor import apply_chain, run_rate
 from neurocc.ir.neurons import IF, MODELS, from_hwmodel
 from neurocc.ir.snn import InputSource, Population, Projection
 
@@ -221,7 +224,26 @@ def _quantize_bias(b: np.ndarray, fmt) -> np.ndarray:
     return mant * 2.0 ** exp
 
 
-def _choose_vth(name: str, node: Population, incoming: list, hw) -> tuple[int, float]:
+def _summed(g: Graph, incoming: list, weights: list) -> float:
+    """The largest sum of one sign's weights into one neuron in a step, over all of its spiking inputs: what
+    one receptor's accumulator (sPyNNaker's 16-bit ring-buffer slot) must hold when every source spikes at once.
+    A constant (analog) input is a current, not summed there. ``weights`` per incoming projection."""
+    totals = {}
+    for inc, w in zip(incoming, weights):
+        src = g.payload(inc.src)
+        if isinstance(src, InputSource) and src.coding.constant:
+            continue
+        gate = inc.chain[:1] if inc.chain and isinstance(inc.chain[0], ops.MaxPool) else ()
+        ones = torch.ones((1,) + tuple(g.shape(inc.src)), dtype=torch.float64)
+        if gate:                                    # a gate passes at most one spike per window
+            ones = ops.apply(gate[0], [ones])
+        for sign in (1, -1):
+            chain = _with_weights(inc.chain[len(gate):], np.maximum(sign * np.asarray(w, np.float64), 0))
+            totals[sign] = totals.get(sign, 0) + apply_chain(chain, ones)
+    return max((float(t.max()) for t in totals.values()), default=0.0)
+
+
+def _choose_vth(graph: Graph, name: str, node: Population, incoming: list, hw) -> tuple[int, float]:
     """(vth, gain): the largest integer vth the formats allow (module docstring), and 1.
 
     An accumulating read-out is only compared (argmax), never fired, so where its weights or bias would need
@@ -238,11 +260,14 @@ def _choose_vth(name: str, node: Population, incoming: list, hw) -> tuple[int, f
         if biggest > 0:
             room = _weight_room(inc.weights, w)
             limits[f"weights from {inc.src}"] = room * 2.0 ** (w.exponent_max + n.input_shift) / (biggest * tshift)
+    summed = _summed(graph, incoming, [inc.weights for inc in incoming]) if w.sum_bits else 0.0
+    if summed > 0:
+        limits["summed weights"] = (2 ** w.sum_bits - 1) * 2.0 ** (w.exponent_max + n.input_shift) / (summed * tshift)
     binding = min(limits, key=limits.get)
     vth = int(math.floor(limits[binding]))
     if vth >= 1:
         return vth, 1.0
-    if node.readout == "accumulate" and binding.startswith(("weights", "bias")):
+    if node.readout == "accumulate" and binding.startswith(("weights", "bias", "summed")):
         return 1, limits[binding]
     raise NeuroccError(f"population {name!r} cannot fit the {hw.name} formats: its {binding} would need a "
                        f"threshold below 1 (largest weight {max(float(np.abs(i.weights).max()) for i in incoming):.3g}, "
@@ -274,7 +299,7 @@ def quantize(graph: Graph, ctx) -> Graph:
             w = _weights(chain)
             w = np.float64(gain) if w is None else w.astype(np.float64) * gain
             incoming.append(_Incoming(u, k, proj, gate + chain, np.asarray(w)))
-        vth, gain = _choose_vth(name, node, incoming, hw)
+        vth, gain = _choose_vth(g, name, node, incoming, hw)
         if gain != 1.0:         # an accumulating read-out scaled down to fit (argmax unchanged)
             for inc in incoming:
                 inc.weights = inc.weights * gain
@@ -289,8 +314,16 @@ def quantize(graph: Graph, ctx) -> Graph:
             exponents.append(int(min(max(ideal, hw.weights.exponent_min), hw.weights.exponent_max)))
         if hw.weights.exponent_scope == "population":       # one shift for every input of the population
             exponents = [max(exponents)] * len(exponents)
-        for inc, e in zip(incoming, exponents):
-            q, stats = _quantize_weights(inc.weights, theta / 2.0 ** (e + hw.neuron.input_shift), hw.weights)
+        quantized = [_quantize_weights(inc.weights, theta / 2.0 ** (e + hw.neuron.input_shift), hw.weights)
+                     for inc, e in zip(incoming, exponents)]
+        while hw.weights.sum_bits and _summed(g, incoming, [q for q, _ in quantized]) >= 2 ** hw.weights.sum_bits:
+            if max(exponents) >= hw.weights.exponent_max:
+                raise NeuroccError(f"population {name!r}: its summed input weights exceed the {hw.weights.sum_bits}-bit "
+                                   f"sum of {hw.name} even at exponent {hw.weights.exponent_max}")
+            exponents = [e + 1 for e in exponents]          # one bit coarser until every sum fits
+            quantized = [_quantize_weights(inc.weights, theta / 2.0 ** (e + hw.neuron.input_shift), hw.weights)
+                         for inc, e in zip(incoming, exponents)]
+        for inc, e, (q, stats) in zip(incoming, exponents, quantized):
             from_input = isinstance(g.payload(inc.src), InputSource)
             delay = 0 if from_input else hw.timing.projection_delay_steps
             new = Projection(ops=_with_weights(inc.chain, q), delay=delay, shift=e)
@@ -299,10 +332,12 @@ def quantize(graph: Graph, ctx) -> Graph:
                            "weights": int(np.size(q)), **stats})
         neuron = node.neuron
         reset = hw.neuron.reset if fixed_reset else neuron.reset
+        chip = from_hwmodel(hw, threshold=float(theta), v0=neuron.v0, reset=reset)
         if node.readout == "spike":
-            neuron = from_hwmodel(hw, threshold=float(theta), v0=neuron.v0, reset=reset)
-        else:           # a read-out accumulates without bounds; it takes its input in the chip's units
-            neuron = IF(threshold=float(theta), v0=neuron.v0, input_shift=hw.neuron.input_shift, reset=reset)
+            neuron = chip
+        else:           # the chip's read-out cell, or an unbounded accumulator taking its input in the chip's units
+            neuron = chip.as_readout() or IF(threshold=float(theta), v0=neuron.v0, input_shift=hw.neuron.input_shift,
+                                              reset=reset)
         g.set_payload(name, dataclasses.replace(
             node, neuron=neuron, bias=_quantize_bias(node.bias.astype(np.float64) * theta, hw.neuron)))
     g.meta.update(mode="integer", hwmodel=hw.name, quantization=report)

@@ -1,0 +1,140 @@
+"""The PyNN-level description of a SpiNNaker-quantised graph: populations, explicit synapse lists and input.
+
+Everything is in s16.15 raw units (one unit = 2^-15 mV or nA), the integers ``quantize`` chose for the
+hardware model ``spinnaker``; the emitted program (``program.py``) divides by 2^15 when it hands them to
+PyNN, which sPyNNaker encodes back to the same integers (``tests/test_spinnaker.py`` checks that with
+sPyNNaker's own code).
+
+* A ``Population`` of the graph becomes one PyNN population of ``IF_curr_delta`` cells (flattened
+  channel-major, the order of ``ir.synapses.synapse_matrix``); an accumulating read-out is one whose
+  threshold it never reaches (its potential is recorded).
+* A projection becomes the synapse list of its chain (``synapse_matrix``): weight raw = w * 2^e, e its
+  population's exponent (sPyNNaker's ring-buffer left shift), split by sign into an excitatory and an
+  inhibitory list of magnitudes. A max-pool gate has no synapse list: it is refused, naming the projection.
+* The input: analog input is a constant current, so each population the input feeds takes it in its
+  ``i_offset`` (bias + the input projection's drive, computed per sample by ``inputs``); spike-coded
+  input is a ``SpikeSourceArray`` per sign whose spikes reach their targets through synapse lists.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from neurocc.errors import NeuroccError
+from neurocc.ir import Graph, ops
+from neurocc.ir.neurons import SpinnakerLIF
+from neurocc.ir.snn import InputSource, Population
+from neurocc.ir.synapses import synapse_matrix
+
+WEIGHT_BITS = 16            # sPyNNaker synapse_row.h: an unsigned 16-bit weight; the sign is the receptor type
+RAW = 2 ** 15               # s16.15: raw units per mV (or nA)
+STATE_MAX = 2 ** 31 - 1     # the largest s16.15 value, in raw units
+
+
+@dataclasses.dataclass
+class PopulationSpec:
+    name: str
+    shape: tuple
+    readout: bool                # an accumulating read-out: never fires, its potential is recorded
+    threshold: int               # [raw]
+    v0: int                      # [raw] initial potential
+    bias: np.ndarray             # [raw] int64 per neuron, flattened (its i_offset without input)
+    leak_shift: int              # exp_TC = 1 - 2^-k, R = 2^k MOhm at dt = 1 ms
+    refractory: int              # [steps]
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclasses.dataclass
+class ProjectionSpec:
+    source: str
+    target: str
+    pre: np.ndarray              # int64 source neuron index per synapse
+    post: np.ndarray             # int64 target neuron index per synapse
+    weight: np.ndarray           # [raw] int64, signed: the input one spike adds to the target
+    delay: int                   # [steps]
+    exponent: int                # the target population's ring-buffer left shift
+
+
+@dataclasses.dataclass
+class Netlist:
+    input: str
+    input_shape: tuple
+    populations: list            # PopulationSpec, in topological order
+    projections: list            # ProjectionSpec between populations and from a spike-coded input
+    input_projections: list      # (target, CSR matrix of integer weights, shift): analog input's drive
+
+    def population(self, name: str) -> PopulationSpec:
+        return next(p for p in self.populations if p.name == name)
+
+
+def check_spinnaker(graph: Graph) -> None:
+    """Refuse a graph not quantised for sPyNNaker's LIF (float mode, another chip)."""
+    spiking = [graph.payload(n) for n in graph.nodes() if isinstance(graph.payload(n), Population)
+               and graph.payload(n).readout == "spike"]
+    if graph.meta.get("mode") != "integer" or not all(isinstance(p.neuron, SpinnakerLIF) for p in spiking):
+        target = graph.meta.get("hwmodel", "reference (float)")
+        raise NeuroccError(f"this network is compiled for {target}; the SpiNNaker and NEST backends run networks "
+                           "compiled with --target spinnaker")
+
+
+def build_netlist(graph: Graph) -> Netlist:
+    """The populations and synapse lists of a graph compiled with ``--target spinnaker``."""
+    check_spinnaker(graph)
+    (source,) = graph.inputs
+    model = next(graph.payload(n).neuron for n in graph.nodes()
+                 if isinstance(graph.payload(n), Population) and graph.payload(n).readout == "spike")
+    populations, projections, from_input = [], [], []
+    for name in graph.topo_order():
+        node = graph.payload(name)
+        if isinstance(node, InputSource):
+            continue
+        populations.append(PopulationSpec(
+            name=name, shape=tuple(graph.shape(name)), readout=node.readout == "accumulate",
+            threshold=int(node.neuron.threshold), v0=int(round(node.neuron.v0 * node.neuron.threshold)),
+            bias=np.rint(node.bias).astype(np.int64).reshape(-1), leak_shift=model.leak_shift,
+            refractory=model.refractory))
+        for src, _, proj in graph.projections(name):
+            where = f"projection {src!r} -> {name!r}"
+            if any(isinstance(op, ops.MaxPool) for op in proj.ops):
+                raise NeuroccError(f"{where}: a max-pool gate (weighted-spikes §4.5) passes the spikes of the input "
+                                   "with the largest count so far, a state no PyNN synapse or IF_curr_delta cell "
+                                   "holds; sPyNNaker cannot express it (use average pooling for SpiNNaker)")
+            matrix = synapse_matrix(proj.ops, graph.shape(src)).tocoo()
+            weights = np.rint(matrix.data).astype(np.int64)
+            magnitude = int(np.abs(weights).max()) if len(weights) else 0
+            if magnitude >= 2 ** WEIGHT_BITS:
+                raise NeuroccError(f"{where}: a synapse of weight {magnitude:,} after merging the chain's paths; "
+                                   f"sPyNNaker's weights have {WEIGHT_BITS} bits")
+            shift = proj.shift + node.neuron.input_shift
+            if isinstance(graph.payload(src), InputSource):
+                from_input.append((name, matrix.tocsr(), shift))
+            elif proj.delay < 1:
+                raise NeuroccError(f"{where}: a delay of {proj.delay} steps; sPyNNaker's smallest is 1")
+            weights = weights << shift          # a spike-coded input's spike carries 2^bits, shifted down by bits
+            projections.append(ProjectionSpec(source=src, target=name, pre=matrix.col.astype(np.int64),
+                                              post=matrix.row.astype(np.int64), weight=weights,
+                                              delay=proj.delay, exponent=proj.shift))
+    return Netlist(input=source, input_shape=tuple(graph.shape(source)), populations=populations,
+                   projections=projections, input_projections=from_input)
+
+
+def analog_currents(graph: Graph, netlist: Netlist, x: np.ndarray) -> dict:
+    """Per population fed by an analog input: its i_offset [raw] per sample, (samples, neurons) int64:
+    the bias plus the input projection's drive, exactly as the reference simulator computes it
+    (``InputSource.encode``, then floor((W x_q) * 2^(shift - bits)))."""
+    node = graph.payload(netlist.input)
+    xq = node.encode(torch.as_tensor(x, dtype=torch.float64), torch.arange(len(x)), torch.arange(1, 2),
+                     integer=True)[0].reshape(len(x), -1).numpy().astype(np.int64)
+    out = {}
+    for target, matrix, shift in netlist.input_projections:
+        drive = np.asarray(matrix.astype(np.int64) @ xq.T).T               # exact: int64 sums
+        k = shift - node.bits
+        drive = drive << k if k >= 0 else drive >> -k
+        out[target] = out.get(target, netlist.population(target).bias[None, :]) + drive
+    return out
