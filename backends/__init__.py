@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from .base import Backend, PopulationResources, Resources, Target
 from .reference.backend import ReferenceBackend
+from .spinnaker.backend import NestBackend, SpinnakerBackend
 from .truenorth.backend import TrueNorthBackend
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     ReferenceBackend(),
+    SpinnakerBackend(),
+    NestBackend(),
     TrueNorthBackend(),
 )}
 
@@ -24,7 +27,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("reference", "float NL-IAF neurons (the accuracy reference)", None, _FLOAT, "reference"),
     Target("generic", "ideal NL-IAF in 8-bit weights and 32-bit saturating state", "generic", _INTEGER, "reference"),
     Target("loihi", "Intel Loihi (lava-nc 0.10.0 fixed-point LIF and Dense)", "loihi", _INTEGER, "reference"),
-    Target("spinnaker", "SpiNNaker (sPyNNaker's LIF, s16.15, delta synapses)", "spinnaker", _INTEGER, "reference"),
+    Target("spinnaker", "SpiNNaker (sPyNNaker's LIF, s16.15, delta synapses): a PyNN program", "spinnaker", _INTEGER,
+           "spinnaker"),
     Target("truenorth", "IBM TrueNorth (4 axon types, 20-bit V, linear reset)", "truenorth", _INTEGER + ("split_fan_in", "map_cores"),
            "truenorth"),
 )}

@@ -224,22 +224,25 @@ def _quantize_bias(b: np.ndarray, fmt) -> np.ndarray:
     return mant * 2.0 ** exp
 
 
-def _summed(g: Graph, incoming: list, weights: list) -> float:
+def _summed(g: Graph, incoming: list, weights: list, analog: bool = False) -> float:
     """The largest sum of one sign's weights into one neuron in a step, over all of its spiking inputs: what
     one receptor's accumulator (sPyNNaker's 16-bit ring-buffer slot) must hold when every source spikes at once.
-    A constant (analog) input is a current, not summed there. ``weights`` per incoming projection."""
+    A constant (analog) input is a current, not summed there; with ``analog`` it is counted too, at its largest
+    magnitude (|x| <= 1 in either sign), for the largest input a neuron can receive. ``weights`` per projection."""
     totals = {}
     for inc, w in zip(incoming, weights):
         src = g.payload(inc.src)
-        if isinstance(src, InputSource) and src.coding.constant:
+        constant = isinstance(src, InputSource) and src.coding.constant
+        if constant and not analog:
             continue
         gate = inc.chain[:1] if inc.chain and isinstance(inc.chain[0], ops.MaxPool) else ()
         ones = torch.ones((1,) + tuple(g.shape(inc.src)), dtype=torch.float64)
         if gate:                                    # a gate passes at most one spike per window
             ones = ops.apply(gate[0], [ones])
+        w = np.asarray(w, np.float64)
         for sign in (1, -1):
-            chain = _with_weights(inc.chain[len(gate):], np.maximum(sign * np.asarray(w, np.float64), 0))
-            totals[sign] = totals.get(sign, 0) + apply_chain(chain, ones)
+            part = np.abs(w) if constant else np.maximum(sign * w, 0)
+            totals[sign] = totals.get(sign, 0) + apply_chain(_with_weights(inc.chain[len(gate):], part), ones)
     return max((float(t.max()) for t in totals.values()), default=0.0)
 
 
@@ -260,6 +263,10 @@ def _choose_vth(graph: Graph, name: str, node: Population, incoming: list, hw) -
         if biggest > 0:
             room = _weight_room(inc.weights, w)
             limits[f"weights from {inc.src}"] = room * 2.0 ** (w.exponent_max + n.input_shift) / (biggest * tshift)
+    if n.leak_shift:        # sPyNNaker multiplies the step's input by R = 2^leak_shift within the 32-bit state
+        peak = _summed(graph, incoming, [inc.weights for inc in incoming], analog=True) + max_bias
+        if peak > 0:
+            limits["input x R in the state"] = 2 ** (n.state_bits - 1 - n.leak_shift) / (peak * tshift)
     summed = _summed(graph, incoming, [inc.weights for inc in incoming]) if w.sum_bits else 0.0
     if summed > 0:
         limits["summed weights"] = (2 ** w.sum_bits - 1) * 2.0 ** (w.exponent_max + n.input_shift) / (summed * tshift)
@@ -267,7 +274,7 @@ def _choose_vth(graph: Graph, name: str, node: Population, incoming: list, hw) -
     vth = int(math.floor(limits[binding]))
     if vth >= 1:
         return vth, 1.0
-    if node.readout == "accumulate" and binding.startswith(("weights", "bias", "summed")):
+    if node.readout == "accumulate" and binding.startswith(("weights", "bias", "summed", "input")):
         return 1, limits[binding]
     raise NeuroccError(f"population {name!r} cannot fit the {hw.name} formats: its {binding} would need a "
                        f"threshold below 1 (largest weight {max(float(np.abs(i.weights).max()) for i in incoming):.3g}, "

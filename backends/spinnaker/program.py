@@ -1,0 +1,245 @@
+"""A spiking network for SpiNNaker, written by neurocc as a plain PyNN program plus its data.
+
+    python network.py inputs.npz -o spikes.npz --steps 100                      # a SpiNNaker board (sPyNNaker)
+    python network.py inputs.npz -o spikes.npz --steps 100 --simulator nest     # emulated on NEST
+    python network.py --map mapping.json                                        # sPyNNaker's mapping, no board
+
+It reads ``network.json`` (populations, projections, cell parameters) and ``network.npz`` (biases, synapse
+lists) from its own folder. ``inputs.npz`` (``neurocc run`` writes it) holds per sample either ``current/<i>``,
+the i_offset of population i in s16.15 bits (analog input: the input's synapses are computed on the host into
+the first layer's constant current), or ``spikes``, rows (sample, step, neuron, sign) of a spike-coded input.
+
+Every value in the data is an integer in s16.15 bits (one bit = 2^-15 mV or nA); the program divides by 2^15.
+Cells are IF_curr_delta with V_rest = V_reset = 0. On SpiNNaker, tau_m = 2^k * 32769/32768 ms and cm = 32769/32768
+nF make sPyNNaker 1!7.4.1's core compute R = 2^k MOhm and exp_TC = 1 - 2^-k exactly, so V <- V + I - floor(V/2^k)
+in bits; NEST integrates exactly, so there tau_m = -1/ln(1 - 2^-k) ms and cm = tau_m 2^-k nF give the same decay
+and gain per step, without the floor (the one difference; neurocc's README measures what it changes). Each
+population's ring-buffer left shift is forced with ``max_expected_summed_weight`` to the shift its weights were
+quantised for. Excitatory and inhibitory synapses are separate FromListConnector projections (sPyNNaker keeps
+magnitudes; NEST reads the sign).
+
+Output (``-o``): ``spikes/<i>``, rows (sample, step, neuron) of population i's spikes (steps count from 1), and
+``v/<i>``, (samples, steps, neurons) potentials [s16.15 bits] of each output population. ``--map``: the cores per population,
+chips and routing-table entries of sPyNNaker's own partitioning, placement and routing on a virtual machine.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+BITS = 2 ** 15                      # s16.15: bits per mV (or nA)
+NEVER = (2 ** 31 - 1) / BITS        # the largest s16.15 value: a read-out's threshold
+# sPyNNaker numbers its updates from 0, pyNN.nest from 1: update k (1, 2, ...) stamps its spikes with time k - TICK,
+# and a spike source's spike at time t reaches update t + 1 + TICK through a 1 ms delay. pyNN.nest cannot send
+# before t = 2 (it subtracts the minimum delay, and NEST refuses a spike at 0), hence an input delay of 2 steps.
+TICK = {"nest": 0, "spinnaker": 1}
+
+def load_network(folder=HERE):
+    net = json.loads((Path(folder) / "network.json").read_text())
+    with np.load(Path(folder) / "network.npz", allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    return net, arrays
+
+
+def cell_parameters(pop, simulator, dt):
+    """IF_curr_delta parameters that make ``simulator`` integrate as SpiNNaker's fixed-point LIF (docstring)."""
+    k = pop["leak_shift"]
+    if simulator == "nest":
+        tau_m = -dt / np.log1p(-2.0 ** -k)
+        cm = tau_m * 2.0 ** -k
+    else:
+        tau_m = 2 ** k * 32769 / 32768 * dt
+        cm = 32769 / 32768
+    return dict(tau_m=tau_m, cm=cm, v_rest=0.0, v_reset=0.0, tau_refrac=pop["refractory"] * dt,
+                v_thresh=NEVER if pop["readout"] else pop["threshold"] / BITS)
+
+
+def ring_buffer_weight(exponent):
+    """sPyNNaker's max_expected_summed_weight for a left shift: it takes s = floor(log2 w) + 1, or 0 below 1."""
+    return 2.0 ** (exponent - 1) if exponent > 0 else 0.5
+
+
+def build(sim, simulator, net, arrays):
+    """The populations (by index) and projections of the network; spike-coded input as two SpikeSourceArrays."""
+    dt = net["dt_ms"]
+    pops = []
+    for i, pop in enumerate(net["populations"]):
+        cells = sim.IF_curr_delta(i_offset=arrays[f"bias/{i}"] / BITS, **cell_parameters(pop, simulator, dt))
+        extra = {}
+        if simulator == "spinnaker":
+            w = ring_buffer_weight(pop["exponent"])
+            extra["additional_parameters"] = {"max_expected_summed_weight": [w, w]}
+        population = sim.Population(pop["size"], cells, label=pop["name"], **extra)
+        population.initialize(v=pop["v0"] / BITS)
+        population.record((["v"] if pop["output"] else []) + ([] if pop["readout"] else ["spikes"]))
+        pops.append(population)
+    size = int(np.prod(net["input"]["shape"]))
+    sources = {sign: sim.Population(size, sim.SpikeSourceArray(spike_times=[[] for _ in range(size)]),
+                                    label=f"{net['input']['name']} {'+' if sign > 0 else '-'}")
+               for sign in (1, -1)} if net["input"]["spiking"] else {}
+    for j, proj in enumerate(net["projections"]):
+        pre, post, weight = (arrays[f"projection/{j}/{key}"] for key in ("pre", "post", "weight"))
+        if proj["source"] is None:          # the spike-coded input: a negative spike negates its weights
+            for sign, source in sources.items():
+                connect(sim, source, pops[proj["target"]], pre, post, sign * weight, dt)
+        else:
+            connect(sim, pops[proj["source"]], pops[proj["target"]], pre, post, weight, proj["delay"] * dt)
+    return pops, sources
+
+
+def connect(sim, source, target, pre, post, weight, delay):
+    """Synapses pre -> post as an excitatory and an inhibitory FromListConnector projection (weights in bits)."""
+    for receptor, keep in (("excitatory", weight > 0), ("inhibitory", weight < 0)):
+        if keep.any():
+            rows = np.column_stack([pre[keep], post[keep], weight[keep] / BITS, np.full(int(keep.sum()), delay)])
+            sim.Projection(source, target, sim.FromListConnector(rows), receptor_type=receptor)
+
+
+def spike_times(rows, sign, size, simulator, delay):
+    """Per input neuron, when its source must send so that the spike of step s reaches update s + ``delay``."""
+    times = [[] for _ in range(size)]
+    for step, neuron in rows[rows[:, 3] == sign][:, 1:3]:
+        times[neuron].append(float(step + delay - 1 - TICK[simulator]))
+    return times
+
+
+def run(sim, simulator, net, arrays, inputs, steps, out):
+    """Each sample in turn: its input, V(0), ``steps`` updates, its spikes and read-outs; then a reset."""
+    pops, sources = build(sim, simulator, net, arrays)
+    currents = {int(key.split("/")[1]): inputs[key] for key in inputs.files if key.startswith("current/")}
+    rows = inputs["spikes"] if "spikes" in inputs.files else np.zeros((0, 4), np.int64)
+    samples = int(inputs["samples"])
+    size = int(np.prod(net["input"]["shape"]))
+    spikes = {i: [] for i, p in enumerate(net["populations"]) if not p["readout"]}
+    potentials = {i: np.zeros((samples, steps, p["size"])) for i, p in enumerate(net["populations"]) if p["output"]}
+    extra = TICK[simulator]                  # sPyNNaker records V before each update: one update more
+    delay = next((p["delay"] for p in net["projections"] if p["source"] is None), 0)
+    for n in range(samples):
+        if n:
+            for pop in pops:                 # silence first: pyNN.nest's reset keeps spikes in flight
+                pop.set(v_thresh=NEVER, i_offset=0.0)
+            sim.reset()
+            for i, pop in enumerate(pops):
+                p = net["populations"][i]
+                pop.set(v_thresh=NEVER if p["readout"] else p["threshold"] / BITS,
+                        i_offset=arrays[f"bias/{i}"] / BITS)
+                pop.initialize(v=p["v0"] / BITS)
+        for i, current in currents.items():
+            pops[i].set(i_offset=current[n] / BITS)
+        for sign, source in sources.items():
+            source.set(spike_times=spike_times(rows[rows[:, 0] == n], sign, size, simulator, delay))
+        sim.run(steps + extra)
+        for i, pop in enumerate(pops):
+            segment = pop.get_data(clear=True).segments[0]
+            if i in potentials:
+                v = np.asarray(segment.filter(name="v")[0].magnitude)     # (times, neurons): V after update t
+                potentials[i][n] = v[1:steps + 1]
+            for neuron, train in enumerate(segment.spiketrains if i in spikes else ()):
+                step = np.rint(np.asarray(train.magnitude)).astype(np.int64) + extra
+                step = step[(step >= 1) & (step <= steps)]
+                spikes[i].append(np.column_stack([np.full(len(step), n), step, np.full(len(step), neuron)]))
+        print(f"sample {n + 1}/{samples}", flush=True)
+    result = {f"spikes/{i}": np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, 3), np.int64)
+              for i, parts in spikes.items()}
+    result.update({f"v/{i}": np.rint(v * BITS).astype(np.int64) for i, v in potentials.items()})
+    tmp = Path(out).with_name(f".{Path(out).name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **result)
+    os.replace(tmp, out)
+
+
+def virtual_board_mapping(sim, net, arrays, boards=None):
+    """Cores per population, chips and routing-table entries from sPyNNaker's own mapping on a virtual machine."""
+    from spynnaker.pyNN.data import SpynnakerDataView as View
+
+    sim.setup(timestep=net["dt_ms"], **({"n_boards_required": boards} if boards else {}))
+    try:
+        build(sim, "spinnaker", net, arrays)
+        sim.run(net["dt_ms"])               # partitioning, placement, routing; a virtual board loads nothing
+        cores, chips = {}, set()
+        for placement in View.iterate_placemements():
+            vertex = placement.vertex.app_vertex
+            if vertex is not None:          # system cores (monitors, gatherers) have none
+                cores[vertex.label] = cores.get(vertex.label, 0) + 1
+                chips.add((placement.x, placement.y))
+        tables = View.get_uncompressed()
+        machine = View.get_machine()
+        return {"cores": cores, "total_cores": sum(cores.values()), "chips": len(chips),
+                "machine": {"width": machine.width, "height": machine.height, "chips": machine.n_chips},
+                "routing_entries": tables.get_total_number_of_entries(),
+                "routing_entries_max_per_chip": tables.get_max_number_of_entries()}
+    finally:
+        sim.end()
+
+
+def map_network(net, arrays, out):
+    """Run ``virtual_board_mapping`` with a private sPyNNaker config (a virtual SpiNN-5 machine, reports in a
+    temporary folder, nothing in HOME or the current folder); a machine sized by sPyNNaker, then more boards
+    while placement runs out of chips. Writes JSON: the mapping, or {"error": type, "message": ...}."""
+    with tempfile.TemporaryDirectory(prefix="neurocc-spynnaker-") as tmp:
+        (Path(tmp) / ".spynnaker.cfg").write_text(
+            "[Machine]\nversion = 5\nvirtual_board = True\n"
+            f"[Reports]\ndefault_report_file_path = {tmp}\n[Logging]\ndefault = warning\n"
+            "[Database]\ncreate_database = False\n")
+        os.environ["XDG_CONFIG_HOME"] = tmp
+        os.environ.setdefault("MPLCONFIGDIR", tmp)
+        os.chdir(tmp)                       # sPyNNaker also reads ./spynnaker.cfg
+        import pyNN.spiNNaker as sim
+        from pacman.exceptions import PacmanPlaceException
+
+        boards, result = None, None
+        for _ in range(8):
+            try:
+                result = virtual_board_mapping(sim, net, arrays, boards)
+                break
+            except PacmanPlaceException as e:       # sPyNNaker sized the machine too small: more boards
+                result = {"error": type(e).__name__, "message": " ".join(str(e).split())}
+                boards = 2 * (boards or 1)
+            except Exception as e:                  # a limit of the chip: reported, not raised
+                result = {"error": type(e).__name__, "message": " ".join(str(e).split())}
+                break
+        if boards and "error" not in result:
+            result["boards_requested"] = boards
+    Path(out).write_text(json.dumps(result, indent=1))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="?", help="inputs.npz (per sample: current/<i> or spikes)")
+    parser.add_argument("-o", "--output", help="spikes.npz to write")
+    parser.add_argument("--steps", type=int, default=100, help="time steps per sample (default 100)")
+    parser.add_argument("--simulator", choices=("spinnaker", "nest"), default="spinnaker",
+                        help="pyNN.spiNNaker (a board, the default) or pyNN.nest")
+    parser.add_argument("--map", metavar="JSON", help="only map on a virtual SpiNNaker machine; write the result")
+    args = parser.parse_args(argv)
+    net, arrays = load_network()
+    if args.map:
+        map_network(net, arrays, args.map)
+        return 0
+    if not (args.inputs and args.output):
+        parser.error("give INPUTS and -o OUTPUT (or --map JSON)")
+    if args.simulator == "nest":
+        import pyNN.nest as sim
+        cell = sim.IF_curr_delta            # pyNN.nest 0.13 maps no "v" for this cell: initialise V_m directly
+        cell.variable_map = {**(getattr(cell, "variable_map", None) or {}), "v": "V_m"}
+        cell.scale_factors = {**(getattr(cell, "scale_factors", None) or {}), "v": 1}
+        flush = 1 + max(p["refractory"] for p in net["populations"]) + max(p["delay"] for p in net["projections"])
+        sim.setup(timestep=net["dt_ms"], min_delay=net["dt_ms"], spike_precision="on_grid",
+                  t_flush=flush * net["dt_ms"])         # reset() first runs the silenced network this long
+    else:
+        import pyNN.spiNNaker as sim
+        sim.setup(timestep=net["dt_ms"])
+    with np.load(args.inputs, allow_pickle=False) as inputs:
+        run(sim, args.simulator, net, arrays, inputs, args.steps, args.output)
+    sim.end()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
