@@ -66,5 +66,7 @@ class Backend(Protocol):
         """Simulate ``steps`` steps for every sample of ``x`` (pre-processed); ``coding`` overrides the compiled
         input coding (an ``ir.coding`` instance)."""
 
-    def resources(self, graph: "Graph", hwmodel=None) -> Resources:
-        """Neurons, synapses, cores and chips of ``graph`` against ``hwmodel``'s limits (None: float mode)."""
+    def resources(self, graph: "Graph", hwmodel=None, emitted: Optional[Path] = None) -> Resources:
+        """Neurons, synapses, cores and chips of ``graph`` against ``hwmodel``'s limits (None: float mode);
+        ``emitted`` is the folder ``emit`` wrote for it (an artifact's backend/), where a chip toolchain's own
+        mapping may be."""

@@ -131,7 +131,7 @@ def cmd_compile(args) -> int:
         log.warning("%s <- %s loses %.2f %% of its weight mass to clipping and rounding to zero",
                     r["population"], r["source"], 100 * r["mass_lost"])
     if not args.quiet:
-        print(_population_table(result.snn, backend.resources(result.snn, ctx.hwmodel)))
+        print(_population_table(result.snn, backend.resources(result.snn, ctx.hwmodel, out / "backend")))
         if "quantization" in result.snn.meta:
             print(_quantization_table(result.snn.meta))
         if "core_mapping" in result.snn.meta:
@@ -221,18 +221,20 @@ def _population_table(snn, res) -> str:
     if cores:
         text += f"\n{res.cores:,} cores on {res.chips:,} chip(s) (" + ", ".join(
             f"{k} {v:,}" for k, v in res.limits.items()) + ")"
+    if cores:
+        text += f"\ncounted by: {res.method}"
     for line in res.over_limits:
         text += f"\nover a limit: {line}"
     return text
 
 
-def _artifact_resources(art):
+def _artifact_resources(art, path: Path):
     from neurocc.backends import BACKENDS, TARGETS
     from neurocc.hwmodels import load_hwmodel
 
     target = TARGETS[art.manifest["target"]]
     hw = load_hwmodel(art.snn.meta["hwmodel"]) if "hwmodel" in art.snn.meta else None
-    return BACKENDS[target.backend].resources(art.snn, hw)
+    return BACKENDS[target.backend].resources(art.snn, hw, Path(path) / "backend")
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -337,17 +339,22 @@ def _refuse_a_trace_too_large(snn, steps: int, samples: int, spiking_input: bool
 
 
 def _refuse_what_cannot_finish(backend, snn, x, args, coding) -> None:
-    """Estimate the run's time from a 2-step probe on one batch (which also warms the simulator up) and
-    refuse a run that would take longer than --max-hours."""
-    batch = x[: args.batch_size]
-    t0 = time.perf_counter()
-    backend.run(snn, batch, 2, batch_size=args.batch_size, device=args.device, coding=coding)
-    per_step = (time.perf_counter() - t0) / 2
-    hours = per_step * args.steps * math.ceil(len(x) / args.batch_size) / 3600
+    """Estimate the run's time from a 2-step probe on one batch (which also warms the simulator up), or from the
+    backend's own estimate where it has one (a probe would build a NEST network), and refuse a run that would take
+    longer than --max-hours."""
+    if hasattr(backend, "expected_seconds"):
+        hours = backend.expected_seconds(snn, len(x), args.steps) / 3600
+        how = f"{backend.name}'s estimate"
+    else:
+        batch = x[: args.batch_size]
+        t0 = time.perf_counter()
+        backend.run(snn, batch, 2, batch_size=args.batch_size, device=args.device, coding=coding)
+        per_step = (time.perf_counter() - t0) / 2
+        hours = per_step * args.steps * math.ceil(len(x) / args.batch_size) / 3600
+        how = f"a probe took {per_step:.3f} s per step for a batch of {len(batch)}"
     if hours > args.max_hours:
-        raise NeuroccError(f"{args.steps:,} steps x {len(x):,} samples would take about {hours:,.1f} h (a probe took "
-                           f"{per_step:.3f} s per step for a batch of {len(batch)}), more than --max-hours "
-                           f"{args.max_hours:g}; use fewer --steps or --limit, or raise --max-hours")
+        raise NeuroccError(f"{args.steps:,} steps x {len(x):,} samples would take about {hours:,.1f} h ({how}), more "
+                           f"than --max-hours {args.max_hours:g}; use fewer --steps or --limit, or raise --max-hours")
 
 
 def _available_memory() -> int:
@@ -406,6 +413,7 @@ def cmd_estimate(args) -> int:
             raise NeuroccError(f"{path}: the artifact is compiled for {own}; estimate it for that target (an integer "
                                "target), or pass the ONNX model to compare targets")
         ann, pre, compiled, refused = art.ann, art.options.preprocess, {own: art.snn}, {}
+        emitted = path / "backend"
     else:
         if args.target != "all" and args.target not in chips:
             raise NeuroccError(f"--target {args.target!r}: estimate needs a chip target: {', '.join(chips)} or all")
@@ -415,7 +423,7 @@ def cmd_estimate(args) -> int:
         calib = None
         if args.calib:
             calib = load_data(args.calib, ann.shape(ann.inputs[0]), pre, limit=args.calib_samples)[0]
-        compiled, imported, refused = {}, ann, {}
+        compiled, imported, refused, emitted = {}, ann, {}, None
         for name in chips if args.target == "all" else [args.target]:
             opts = CompileOptions(target=name, normalization="percentile" if calib is not None else "model",
                                   preprocess=pre)
@@ -454,6 +462,7 @@ def cmd_estimate(args) -> int:
         hw = load_hwmodel(TARGETS[name].hwmodel)
         estimates.append(estimate_target(name, snn, ann, hw, BACKENDS[TARGETS[name].backend], x_predict, args.steps,
                                          data=data, batch_size=args.batch_size, must_map=len(compiled) == 1,
+                                         emitted=emitted,
                                          progress=_progress(args.quiet, f"simulating {name}")))
     baseline = ann_energy(ann)
     print(_estimate_table(estimates, baseline, args.steps, data is not None))
@@ -534,7 +543,7 @@ def cmd_inspect(args) -> int:
             ["source", f"{m['source']['name']} sha256 {m['source']['sha256'][:16]}…"],
             ["target", m["target"]], ["passes", ", ".join(m["passes"])], ["created", m["created"]],
         ] + [[f"option {k}", json.dumps(v)] for k, v in m["options"].items()], align="ll"))
-        print(_population_table(art.snn, _artifact_resources(art)))
+        print(_population_table(art.snn, _artifact_resources(art, path)))
         if "quantization" in art.snn.meta:
             print(_formats_table(art.snn.meta["hwmodel"]))
             print(_quantization_table(art.snn.meta))

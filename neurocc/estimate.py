@@ -35,12 +35,13 @@ class TargetEstimate:
 
 def estimate_target(name: str, snn: Graph, ann: Graph, hwmodel, backend, x_predict: np.ndarray, steps: int,
                     data: Optional[tuple] = None, batch_size: int = 64, must_map: bool = False,
-                    progress: Callable = lambda it, **_: it) -> TargetEstimate:
+                    progress: Callable = lambda it, **_: it, emitted=None) -> TargetEstimate:
     """The estimate of one compiled network (see the module docstring); ``data`` = (x, labels or None).
-    A network over one of the chip's limits is a ``NeuroccError`` with ``must_map``, else flagged (``maps``)."""
+    A network over one of the chip's limits is a ``NeuroccError`` with ``must_map``, else flagged (``maps``).
+    ``emitted``: an artifact's backend folder, where the chip toolchain's own mapping may be."""
     from neurocc.evaluate import summarize, per_step_means
 
-    res = backend.resources(snn, hwmodel)
+    res = backend.resources(snn, hwmodel, emitted)
     if must_map and res.over_limits:
         raise NeuroccError(f"the network does not map onto {name}: {res.over_limits[0]}")
     neurons = {p.name: p.neurons for p in res.populations}

@@ -28,7 +28,7 @@ class ReferenceBackend:
         return Simulator(graph, device=device, coding=coding, record_trains=record_trains).run(
             x, steps, batch_size=batch_size, progress=progress)
 
-    def resources(self, graph, hwmodel=None) -> Resources:
+    def resources(self, graph, hwmodel=None, emitted=None) -> Resources:
         from neurocc.ir.snn import Population
         from neurocc.ir.synapses import fan_in, fan_out
 

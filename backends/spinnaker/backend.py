@@ -138,6 +138,21 @@ class NestBackend(SpinnakerBackend):
     name = "nest"
     description = "the SpiNNaker PyNN program run on NEST 3.10 (pyNN.nest), one sample after another"
     simulator = "nest"
+    max_synapses = 20_000_000       # PyNN's connection lists and NEST's synapses: about 100 bytes each, ~2 GB
+
+    def expected_seconds(self, graph, samples: int, steps: int) -> float:
+        """A rough time for a run, from rates measured here (2 cores): PyNN builds about 100,000 synapses a second;
+        each sample costs about 0.2 s to reset and read back, and each step about 4e-8 s per synapse. A network
+        beyond ``max_synapses`` is refused, naming its size and that time."""
+        synapses = int(sum(fan_out(graph, n).sum() for n in graph.nodes() if graph.nx.out_degree(n)
+                           and n not in graph.inputs))
+        seconds = synapses / 1e5 + samples * (0.2 + steps * 4e-8 * synapses)
+        if synapses > self.max_synapses:
+            neurons = sum(int(np.prod(graph.shape(n))) for n in graph.nodes() if n not in graph.inputs)
+            raise NeuroccError(f"the network is too large for NEST here: {neurons:,} neurons and {synapses:,} synapses, "
+                               f"more than {self.max_synapses:,} (PyNN's lists and NEST's synapses take about 100 bytes "
+                               f"each); it would take about {seconds / 3600:,.1f} h")
+        return seconds
 
     def run(self, graph, x, steps, *, batch_size=64, device="cpu", coding=None, record_trains=False,
             progress=lambda it, **_: it):

@@ -29,7 +29,7 @@ class TrueNorthBackend:
     def run(self, graph, x, steps, **kwargs):
         return self._simulator.run(graph, x, steps, **kwargs)
 
-    def resources(self, graph, hwmodel=None) -> Resources:
+    def resources(self, graph, hwmodel=None, emitted=None) -> Resources:
         counted = self._simulator.resources(graph, hwmodel)
         mapping = graph.meta["core_mapping"]
         if mapping["unmappable"]:             # the reference count, with why the mapping failed
