@@ -97,7 +97,7 @@ def _spynnaker_script(folder, body: str) -> dict:
         import pyNN.spiNNaker as sim
         net, arrays = network.load_network()
         sim.setup(timestep=1.0)
-        pops, _ = network.build(sim, "spinnaker", net, arrays)
+        pops = network.build(sim, "spinnaker", net, arrays)
     ''').replace("FOLDER", repr(str(folder))) + _ON_THE_CORE + textwrap.dedent(body)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=folder,
                           env={**__import__("os").environ, "MPLCONFIGDIR": str(folder)})

@@ -40,6 +40,9 @@ LIMITS = {"PacmanPlaceException": "cores: more cores than the virtual machine's 
           "PacmanTooBigToPlace": "memory per core: one core's SDRAM cannot hold its synaptic matrix",
           "SynapseRowTooBigException": "synapses per row: a neuron reaches more synapses on one core than a row holds",
           "PacmanRoutingException": "routing entries: a router table cannot hold the routes"}
+SPIKE_INPUT = ("neurocc's PyNN program feeds analog input, as the first layer's current; spike-coded input is not "
+               "supported on SpiNNaker yet (PyNN's smallest delay is one step and NEST's first spike time 2 ms, so the "
+               "reference's same-step input cannot be delivered): use --coding analog")
 METHOD = ("sPyNNaker 1!7.4.1's own partitioning, placement and routing of the emitted PyNN program on a virtual "
           "SpiNN-5 machine (cores per population, chips, routing-table entries before compression)")
 
@@ -59,10 +62,11 @@ def _python_env(tmp: Path) -> dict:
 
 def write_program(graph, folder: Path):
     """``network.py``, ``network.json`` and ``network.npz`` for ``graph`` in ``folder``; returns the netlist."""
+    if not graph.payload(graph.inputs[0]).coding.constant:
+        raise NeuroccError(SPIKE_INPUT)
     net = build_netlist(graph)
     index = {p.name: i for i, p in enumerate(net.populations)}
-    spiking = not graph.payload(net.input).coding.constant
-    doc = {"dt_ms": 1.0, "input": {"name": net.input, "shape": list(net.input_shape), "spiking": spiking},
+    doc = {"dt_ms": 1.0, "input": {"name": net.input, "shape": list(net.input_shape)},
            "populations": [{"name": p.name, "size": p.size, "shape": list(p.shape), "readout": p.readout,
                             "output": p.name in graph.outputs, "threshold": p.threshold, "v0": p.v0,
                             "leak_shift": p.leak_shift, "refractory": p.refractory,
@@ -71,7 +75,7 @@ def write_program(graph, folder: Path):
            "projections": []}
     arrays = {f"bias/{i}": p.bias for i, p in enumerate(net.populations)}
     for q in net.projections:
-        if q.source == net.input and not spiking:
+        if q.source == net.input:
             continue                        # analog input: each sample's drive goes into the targets' i_offset
         j = len(doc["projections"])
         doc["projections"].append({"source": index.get(q.source), "target": index[q.target], "delay": q.delay})
@@ -162,10 +166,8 @@ class NestBackend(SpinnakerBackend):
         missing = missing_extra()
         if missing:
             raise NeuroccError(f"the {self.name} backend needs the SpiNNaker extra ({missing} is not installed): {INSTALL}")
-        compiled = graph.payload(graph.inputs[0]).coding
-        if not (coding or compiled).constant:
-            raise NeuroccError(f"the {self.name} backend feeds analog input as the first layer's current; spike-coded "
-                               "input is not supported by neurocc's PyNN program yet (use --coding analog)")
+        if not (coding or graph.payload(graph.inputs[0]).coding).constant:
+            raise NeuroccError(SPIKE_INPUT)
         with tempfile.TemporaryDirectory(prefix=f"neurocc-{self.name}-") as tmp:
             tmp = Path(tmp)
             net = write_program(graph, tmp)

@@ -12,8 +12,7 @@ sPyNNaker's own code).
   population's exponent (sPyNNaker's ring-buffer left shift), split by sign into an excitatory and an
   inhibitory list of magnitudes. A max-pool gate has no synapse list: it is refused, naming the projection.
 * The input: analog input is a constant current, so each population the input feeds takes it in its
-  ``i_offset`` (bias + the input projection's drive, computed per sample by ``inputs``); spike-coded
-  input is a ``SpikeSourceArray`` per sign whose spikes reach their targets through synapse lists.
+  ``i_offset`` (bias + the input projection's drive, computed per sample by ``analog_currents``).
 """
 from __future__ import annotations
 
@@ -66,7 +65,7 @@ class Netlist:
     input: str
     input_shape: tuple
     populations: list            # PopulationSpec, in topological order
-    projections: list            # ProjectionSpec between populations and from a spike-coded input
+    projections: list            # ProjectionSpec, the input's included
     input_projections: list      # (target, CSR matrix of integer weights, shift): analog input's drive
 
     def population(self, name: str) -> PopulationSpec:
@@ -116,7 +115,7 @@ def build_netlist(graph: Graph) -> Netlist:
                 from_input.append((name, matrix.tocsr(), shift))
             elif proj.delay < 1:
                 raise NeuroccError(f"{where}: a delay of {proj.delay} steps; sPyNNaker's smallest is 1")
-            weights = weights << shift          # a spike-coded input's spike carries 2^bits, shifted down by bits
+            weights = weights << shift
             projections.append(ProjectionSpec(source=src, target=name, pre=matrix.col.astype(np.int64),
                                               post=matrix.row.astype(np.int64), weight=weights,
                                               delay=proj.delay, exponent=proj.shift))

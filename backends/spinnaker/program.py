@@ -5,9 +5,9 @@
     python network.py --map mapping.json                                        # sPyNNaker's mapping, no board
 
 It reads ``network.json`` (populations, projections, cell parameters) and ``network.npz`` (biases, synapse
-lists) from its own folder. ``inputs.npz`` (``neurocc run`` writes it) holds per sample either ``current/<i>``,
-the i_offset of population i in s16.15 bits (analog input: the input's synapses are computed on the host into
-the first layer's constant current), or ``spikes``, rows (sample, step, neuron, sign) of a spike-coded input.
+lists) from its own folder. ``inputs.npz`` (``neurocc run`` writes it) holds ``samples`` and, per sample,
+``current/<i>``: the i_offset of population i in s16.15 bits (the input is analog: its synapses are computed on
+the host into the first layer's constant current, bias included).
 
 Every value in the data is an integer in s16.15 bits (one bit = 2^-15 mV or nA); the program divides by 2^15.
 Cells are IF_curr_delta with V_rest = V_reset = 0. On SpiNNaker, tau_m = 2^k * 32769/32768 ms and cm = 32769/32768
@@ -34,9 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 BITS = 2 ** 15                      # s16.15: bits per mV (or nA)
 NEVER = (2 ** 31 - 1) / BITS        # the largest s16.15 value: a read-out's threshold
-# sPyNNaker numbers its updates from 0, pyNN.nest from 1: update k (1, 2, ...) stamps its spikes with time k - TICK,
-# and a spike source's spike at time t reaches update t + 1 + TICK through a 1 ms delay. pyNN.nest cannot send
-# before t = 2 (it subtracts the minimum delay, and NEST refuses a spike at 0), hence an input delay of 2 steps.
+# sPyNNaker numbers its updates from 0, pyNN.nest from 1: update k (1, 2, ...) stamps its spikes with time k - TICK
 TICK = {"nest": 0, "spinnaker": 1}
 
 def load_network(folder=HERE):
@@ -65,7 +63,7 @@ def ring_buffer_weight(exponent):
 
 
 def build(sim, simulator, net, arrays):
-    """The populations (by index) and projections of the network; spike-coded input as two SpikeSourceArrays."""
+    """The populations (by index) and projections of the network."""
     dt = net["dt_ms"]
     pops = []
     for i, pop in enumerate(net["populations"]):
@@ -78,18 +76,10 @@ def build(sim, simulator, net, arrays):
         population.initialize(v=pop["v0"] / BITS)
         population.record((["v"] if pop["output"] else []) + ([] if pop["readout"] else ["spikes"]))
         pops.append(population)
-    size = int(np.prod(net["input"]["shape"]))
-    sources = {sign: sim.Population(size, sim.SpikeSourceArray(spike_times=[[] for _ in range(size)]),
-                                    label=f"{net['input']['name']} {'+' if sign > 0 else '-'}")
-               for sign in (1, -1)} if net["input"]["spiking"] else {}
     for j, proj in enumerate(net["projections"]):
         pre, post, weight = (arrays[f"projection/{j}/{key}"] for key in ("pre", "post", "weight"))
-        if proj["source"] is None:          # the spike-coded input: a negative spike negates its weights
-            for sign, source in sources.items():
-                connect(sim, source, pops[proj["target"]], pre, post, sign * weight, dt)
-        else:
-            connect(sim, pops[proj["source"]], pops[proj["target"]], pre, post, weight, proj["delay"] * dt)
-    return pops, sources
+        connect(sim, pops[proj["source"]], pops[proj["target"]], pre, post, weight, proj["delay"] * dt)
+    return pops
 
 
 def connect(sim, source, target, pre, post, weight, delay):
@@ -100,25 +90,14 @@ def connect(sim, source, target, pre, post, weight, delay):
             sim.Projection(source, target, sim.FromListConnector(rows), receptor_type=receptor)
 
 
-def spike_times(rows, sign, size, simulator, delay):
-    """Per input neuron, when its source must send so that the spike of step s reaches update s + ``delay``."""
-    times = [[] for _ in range(size)]
-    for step, neuron in rows[rows[:, 3] == sign][:, 1:3]:
-        times[neuron].append(float(step + delay - 1 - TICK[simulator]))
-    return times
-
-
 def run(sim, simulator, net, arrays, inputs, steps, out):
     """Each sample in turn: its input, V(0), ``steps`` updates, its spikes and read-outs; then a reset."""
-    pops, sources = build(sim, simulator, net, arrays)
+    pops = build(sim, simulator, net, arrays)
     currents = {int(key.split("/")[1]): inputs[key] for key in inputs.files if key.startswith("current/")}
-    rows = inputs["spikes"] if "spikes" in inputs.files else np.zeros((0, 4), np.int64)
     samples = int(inputs["samples"])
-    size = int(np.prod(net["input"]["shape"]))
     spikes = {i: [] for i, p in enumerate(net["populations"]) if not p["readout"]}
     potentials = {i: np.zeros((samples, steps, p["size"])) for i, p in enumerate(net["populations"]) if p["output"]}
     extra = TICK[simulator]                  # sPyNNaker records V before each update: one update more
-    delay = next((p["delay"] for p in net["projections"] if p["source"] is None), 0)
     for n in range(samples):
         if n:
             for pop in pops:                 # silence first: pyNN.nest's reset keeps spikes in flight
@@ -131,8 +110,6 @@ def run(sim, simulator, net, arrays, inputs, steps, out):
                 pop.initialize(v=p["v0"] / BITS)
         for i, current in currents.items():
             pops[i].set(i_offset=current[n] / BITS)
-        for sign, source in sources.items():
-            source.set(spike_times=spike_times(rows[rows[:, 0] == n], sign, size, simulator, delay))
         sim.run(steps + extra)
         for i, pop in enumerate(pops):
             segment = pop.get_data(clear=True).segments[0]
@@ -211,7 +188,7 @@ def map_network(net, arrays, out):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="?", help="inputs.npz (per sample: current/<i> or spikes)")
+    parser.add_argument("inputs", nargs="?", help="inputs.npz (samples, and per sample current/<i>)")
     parser.add_argument("-o", "--output", help="spikes.npz to write")
     parser.add_argument("--steps", type=int, default=100, help="time steps per sample (default 100)")
     parser.add_argument("--simulator", choices=("spinnaker", "nest"), default="spinnaker",
