@@ -130,11 +130,12 @@ def run(sim, simulator, net, arrays, inputs, steps, out):
     os.replace(tmp, out)
 
 
-def virtual_board_mapping(sim, net, arrays, boards=None):
+def virtual_board_mapping(sim, net, arrays, boards=None, neurons_per_core=256):
     """Cores per population, chips and routing-table entries from sPyNNaker's own mapping on a virtual machine."""
     from spynnaker.pyNN.data import SpynnakerDataView as View
 
     sim.setup(timestep=net["dt_ms"], **({"n_boards_required": boards} if boards else {}))
+    sim.set_number_of_neurons_per_core(sim.IF_curr_delta, neurons_per_core)
     try:
         build(sim, "spinnaker", net, arrays)
         sim.run(net["dt_ms"])               # partitioning, placement, routing; a virtual board loads nothing
@@ -147,6 +148,7 @@ def virtual_board_mapping(sim, net, arrays, boards=None):
         tables = View.get_uncompressed()
         machine = View.get_machine()
         return {"cores": cores, "total_cores": sum(cores.values()), "chips": len(chips),
+                "neurons_per_core": neurons_per_core,
                 "machine": {"width": machine.width, "height": machine.height, "chips": machine.n_chips},
                 "routing_entries": tables.get_total_number_of_entries(),
                 "routing_entries_max_per_chip": tables.get_max_number_of_entries()}
@@ -157,7 +159,9 @@ def virtual_board_mapping(sim, net, arrays, boards=None):
 def map_network(net, arrays, out):
     """Run ``virtual_board_mapping`` with a private sPyNNaker config (a virtual SpiNN-5 machine, reports in a
     temporary folder, nothing in HOME or the current folder); a machine sized by sPyNNaker, then more boards
-    while placement runs out of chips. Writes JSON: the mapping, or {"error": type, "message": ...}."""
+    while placement runs out of chips, and half the neurons per core (down to 16) while a neuron's synapses
+    onto one core are more than a synaptic row holds (sPyNNaker's advice). Writes JSON: the mapping, or
+    {"error": type, "message": ...}."""
     with tempfile.TemporaryDirectory(prefix="neurocc-spynnaker-") as tmp:
         (Path(tmp) / ".spynnaker.cfg").write_text(
             "[Machine]\nversion = 5\nvirtual_board = True\n"
@@ -168,15 +172,21 @@ def map_network(net, arrays, out):
         os.chdir(tmp)                       # sPyNNaker also reads ./spynnaker.cfg
         import pyNN.spiNNaker as sim
         from pacman.exceptions import PacmanPlaceException
+        from spynnaker.pyNN.exceptions import SynapseRowTooBigException
 
-        boards, result = None, None
-        for _ in range(8):
+        boards, per_core, result = None, 256, None
+        for _ in range(12):
             try:
-                result = virtual_board_mapping(sim, net, arrays, boards)
+                result = virtual_board_mapping(sim, net, arrays, boards, per_core)
                 break
             except PacmanPlaceException as e:       # sPyNNaker sized the machine too small: more boards
                 result = {"error": type(e).__name__, "message": " ".join(str(e).split())}
                 boards = 2 * (boards or 1)
+            except SynapseRowTooBigException as e:  # rows too long for a core: fewer neurons per core
+                result = {"error": type(e).__name__, "message": " ".join(str(e).split())}
+                if per_core <= 16:
+                    break
+                per_core //= 2
             except Exception as e:                  # a limit of the chip: reported, not raised
                 result = {"error": type(e).__name__, "message": " ".join(str(e).split())}
                 break
@@ -212,6 +222,9 @@ def main(argv=None):
     else:
         import pyNN.spiNNaker as sim
         sim.setup(timestep=net["dt_ms"])
+        mapping = HERE / "mapping.json"             # the neurons per core the mapping needed, if it ran
+        if mapping.is_file():
+            sim.set_number_of_neurons_per_core(sim.IF_curr_delta, json.loads(mapping.read_text())["neurons_per_core"])
     with np.load(args.inputs, allow_pickle=False) as inputs:
         run(sim, args.simulator, net, arrays, inputs, args.steps, args.output)
     sim.end()
