@@ -125,8 +125,8 @@ class SpinnakerBackend:
         counted = self._count.resources(graph, hwmodel)
         path = Path(emitted) / "mapping.json" if emitted is not None else None
         if path is None or not path.is_file():
-            why = ("the SpiNNaker extra is not installed" if missing_extra() else
-                   "no artifact: compile one to map it") if path is None else "the artifact was compiled unmapped"
+            why = (f"the SpiNNaker extra is not installed: {INSTALL}" if missing_extra() else
+                   "compile an artifact to map it" if path is None else "the artifact was compiled unmapped")
             return dataclasses.replace(counted, method=f"{counted.method} (sPyNNaker's mapping not run: {why})")
         mapping = json.loads(path.read_text())
         rows = tuple(dataclasses.replace(r, cores=mapping["cores"].get(r.name, 0)) for r in counted.populations)
