@@ -113,7 +113,7 @@ def test_spynnaker_computes_the_integers_neurocc_quantised_with(digits_spinnaker
         from pacman.model.graphs.common import Slice
         from spynnaker.pyNN.models.neuron.neuron_data import _MergedDict
         out = []
-        for pop in pops:
+        for i, (first, pop) in ((i, part) for i, parts in enumerate(pops) for part in parts):
             v = pop._vertex
             values = _MergedDict(v.parameters, v.state_variables)
             words = {}
@@ -127,16 +127,19 @@ def test_spynnaker_computes_the_integers_neurocc_quantised_with(digits_spinnaker
             tau_m, cm, refrac = words["tau_m"][0], words["cm"][0], words["tau_refrac"][0]
             x = kdivk(32768, tau_m)
             shifts = [int(s) for s in v.get_ring_buffer_shifts()]
-            out.append({"words": words, "R": kdivk(tau_m, cm), "exp_TC": expk(-x),
+            out.append({"population": i, "first": first, "words": words, "R": kdivk(tau_m, cm), "exp_TC": expk(-x),
                         "T_refract": (kdivk(refrac, 32768) + 32767) >> 15, "shifts": shifts,
                         "scales": [float(s) for s in v.get_weight_scales(shifts)]})
         print(json.dumps(out))
     ''')
-    for spec, core in zip(net.populations, got):
-        w = core["words"]
-        assert w["v_thresh"] == [spec.threshold if not spec.readout else 2 ** 31 - 1] * spec.size
-        assert w["i_offset"] == spec.bias.tolist() and w["v"] == [spec.v0] * spec.size
-        assert w["v_rest"] == w["v_reset"] == [0] * spec.size
+    assert len(got) > len(net.populations)          # the second convolution comes in parts (rows of 288)
+    assert sorted({core["population"] for core in got}) == list(range(len(net.populations)))
+    for core in got:
+        spec, w, first = net.populations[core["population"]], core["words"], core["first"]
+        size = len(w["v"])
+        assert w["v_thresh"] == [spec.threshold if not spec.readout else 2 ** 31 - 1] * size
+        assert w["i_offset"] == spec.bias[first:first + size].tolist() and w["v"] == [spec.v0] * size
+        assert w["v_rest"] == w["v_reset"] == [0] * size
         assert core["R"] == 2 ** (15 + spec.leak_shift) and core["exp_TC"] == 2 ** 15 - 2 ** (15 - spec.leak_shift)
         assert core["T_refract"] == spec.refractory
         incoming = [q for q in net.projections if q.target == spec.name and q.source != net.input]
@@ -220,3 +223,18 @@ def test_nest_refuses_other_targets_and_networks_too_large(digits_spinnaker, dig
     small.max_synapses = 1000
     with pytest.raises(NeuroccError, match="too large for NEST here: 3,082 neurons"):
         small.expected_seconds(digits_spinnaker, 10, 100)
+
+
+def test_populations_come_in_parts_that_keep_rows_within_spynnakers_limit():
+    """A 3x3 convolution 64 -> 64 channels on 8 x 8 gives a source neuron 576 synapses; sPyNNaker takes at most
+    256 from one source neuron into one Population, so the target comes in 3 parts (192 each; 2 would be 288)."""
+    from neurocc.backends.spinnaker.netlist import MAX_ROW, ProjectionSpec, row_parts
+    from neurocc.ir import ops
+    from neurocc.ir.synapses import synapse_matrix
+
+    conv = ops.Conv(weight=np.ones((64, 64, 3, 3), np.float32), pads=(1, 1, 1, 1))
+    m = synapse_matrix((conv,), (64, 8, 8)).tocoo()
+    q = ProjectionSpec(source="a", target="b", pre=m.col, post=m.row, weight=np.ones(m.nnz, np.int64), delay=1,
+                       exponent=0)
+    assert np.bincount(m.col).max() == 576 and MAX_ROW == 256
+    assert row_parts(4096, [q]) == [[0, 1365], [1365, 2731], [2731, 4096]]

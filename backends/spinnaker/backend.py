@@ -69,7 +69,7 @@ def write_program(graph, folder: Path):
     doc = {"dt_ms": 1.0, "input": {"name": net.input, "shape": list(net.input_shape)},
            "populations": [{"name": p.name, "size": p.size, "shape": list(p.shape), "readout": p.readout,
                             "output": p.name in graph.outputs, "threshold": p.threshold, "v0": p.v0,
-                            "leak_shift": p.leak_shift, "refractory": p.refractory,
+                            "leak_shift": p.leak_shift, "refractory": p.refractory, "parts": p.parts,
                             "exponent": max((q.exponent for q in net.projections if q.target == p.name), default=0)}
                            for p in net.populations],
            "projections": []}

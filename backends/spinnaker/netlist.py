@@ -5,9 +5,11 @@ hardware model ``spinnaker``; the emitted program (``program.py``) divides by 2^
 PyNN, which sPyNNaker encodes back to the same integers (``tests/test_spinnaker.py`` checks that with
 sPyNNaker's own code).
 
-* A ``Population`` of the graph becomes one PyNN population of ``IF_curr_delta`` cells (flattened
-  channel-major, the order of ``ir.synapses.synapse_matrix``); an accumulating read-out is one whose
-  threshold it never reaches (its potential is recorded).
+* A ``Population`` of the graph becomes PyNN populations of ``IF_curr_delta`` cells (flattened channel-major,
+  the order of ``ir.synapses.synapse_matrix``): one, or as many equal parts as it takes for no source neuron to
+  have more than ``MAX_ROW`` synapses into one of them (sPyNNaker's longest synaptic row; a 3x3 convolution
+  with 64 output channels gives a neuron 576). An accumulating read-out is a population whose threshold it
+  never reaches (its potential is recorded).
 * A projection becomes the synapse list of its chain (``synapse_matrix``): weight raw = w * 2^e, e its
   population's exponent (sPyNNaker's ring-buffer left shift), split by sign into an excitatory and an
   inhibitory list of magnitudes. A max-pool gate has no synapse list: it is refused, naming the projection.
@@ -29,6 +31,8 @@ from neurocc.ir.snn import InputSource, Population
 from neurocc.ir.synapses import synapse_matrix
 
 WEIGHT_BITS = 16            # sPyNNaker synapse_row.h: an unsigned 16-bit weight; the sign is the receptor type
+MAX_ROW = 256               # sPyNNaker 1!7.4.1: the most static synapses one source neuron may have into one
+                            # Population (synapse_io.py _get_allowed_row_length, SynapseRowTooBigException)
 RAW = 2 ** 15               # s16.15: raw units per mV (or nA)
 STATE_MAX = 2 ** 31 - 1     # the largest s16.15 value, in raw units
 
@@ -43,6 +47,7 @@ class PopulationSpec:
     bias: np.ndarray             # [raw] int64 per neuron, flattened (its i_offset without input)
     leak_shift: int              # exp_TC = 1 - 2^-k, R = 2^k MOhm at dt = 1 ms
     refractory: int              # [steps]
+    parts: list = dataclasses.field(default_factory=list)     # [first, stop) neuron ranges, one PyNN Population each
 
     @property
     def size(self) -> int:
@@ -119,8 +124,25 @@ def build_netlist(graph: Graph) -> Netlist:
             projections.append(ProjectionSpec(source=src, target=name, pre=matrix.col.astype(np.int64),
                                               post=matrix.row.astype(np.int64), weight=weights,
                                               delay=proj.delay, exponent=proj.shift))
+    for pop in populations:
+        pop.parts = row_parts(pop.size, [q for q in projections if q.target == pop.name and q.source != source])
     return Netlist(input=source, input_shape=tuple(graph.shape(source)), populations=populations,
                    projections=projections, input_projections=from_input)
+
+
+def row_parts(size: int, incoming: list) -> list:
+    """The fewest equal contiguous ranges [first, stop) of a population's neurons such that no source neuron of
+    ``incoming`` has more than ``MAX_ROW`` synapses into one range."""
+    for n in range(1, size + 1):
+        bounds = np.linspace(0, size, n + 1).round().astype(np.int64)
+        if all(_longest_row(q.pre, np.searchsorted(bounds, q.post, side="right") - 1, n) <= MAX_ROW
+               for q in incoming):
+            return [[int(a), int(b)] for a, b in zip(bounds[:-1], bounds[1:])]
+    raise AssertionError("one neuron per part always fits")
+
+
+def _longest_row(pre: np.ndarray, part: np.ndarray, parts: int) -> int:
+    return int(np.bincount(pre * parts + part).max()) if len(pre) else 0
 
 
 def analog_currents(graph: Graph, netlist: Netlist, x: np.ndarray) -> dict:

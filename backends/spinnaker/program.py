@@ -63,22 +63,34 @@ def ring_buffer_weight(exponent):
 
 
 def build(sim, simulator, net, arrays):
-    """The populations (by index) and projections of the network."""
+    """The network: per population (by index) its parts, (first neuron, PyNN Population) each, and the projections.
+    A population comes in parts where one source neuron would otherwise have more synapses into it than sPyNNaker's
+    longest synaptic row (network.json's ``parts``: neuron index ranges)."""
     dt = net["dt_ms"]
     pops = []
     for i, pop in enumerate(net["populations"]):
-        cells = sim.IF_curr_delta(i_offset=arrays[f"bias/{i}"] / BITS, **cell_parameters(pop, simulator, dt))
+        bias = arrays[f"bias/{i}"] / BITS
         extra = {}
         if simulator == "spinnaker":
             w = ring_buffer_weight(pop["exponent"])
             extra["additional_parameters"] = {"max_expected_summed_weight": [w, w]}
-        population = sim.Population(pop["size"], cells, label=pop["name"], **extra)
-        population.initialize(v=pop["v0"] / BITS)
-        population.record((["v"] if pop["output"] else []) + ([] if pop["readout"] else ["spikes"]))
-        pops.append(population)
+        parts = []
+        for first, stop in pop["parts"]:
+            cells = sim.IF_curr_delta(i_offset=bias[first:stop], **cell_parameters(pop, simulator, dt))
+            label = pop["name"] if len(pop["parts"]) == 1 else f"{pop['name']} [{first}:{stop}]"
+            population = sim.Population(stop - first, cells, label=label, **extra)
+            population.initialize(v=pop["v0"] / BITS)
+            population.record((["v"] if pop["output"] else []) + ([] if pop["readout"] else ["spikes"]))
+            parts.append((first, population))
+        pops.append(parts)
     for j, proj in enumerate(net["projections"]):
         pre, post, weight = (arrays[f"projection/{j}/{key}"] for key in ("pre", "post", "weight"))
-        connect(sim, pops[proj["source"]], pops[proj["target"]], pre, post, weight, proj["delay"] * dt)
+        for first_pre, source in pops[proj["source"]]:
+            for first_post, target in pops[proj["target"]]:
+                keep = ((pre >= first_pre) & (pre < first_pre + source.size)
+                        & (post >= first_post) & (post < first_post + target.size))
+                connect(sim, source, target, pre[keep] - first_pre, post[keep] - first_post, weight[keep],
+                        proj["delay"] * dt)
     return pops
 
 
@@ -88,6 +100,13 @@ def connect(sim, source, target, pre, post, weight, delay):
         if keep.any():
             rows = np.column_stack([pre[keep], post[keep], weight[keep] / BITS, np.full(int(keep.sum()), delay)])
             sim.Projection(source, target, sim.FromListConnector(rows), receptor_type=receptor)
+
+
+def set_cells(parts, values=None, **params):
+    """Set per-neuron ``values`` (name -> array over the whole population) and scalar ``params`` on every part."""
+    for first, population in parts:
+        per_neuron = {name: v[first:first + population.size] for name, v in (values or {}).items()}
+        population.set(**params, **per_neuron)
 
 
 def run(sim, simulator, net, arrays, inputs, steps, out):
@@ -100,29 +119,31 @@ def run(sim, simulator, net, arrays, inputs, steps, out):
     extra = TICK[simulator]                  # sPyNNaker records V before each update: one update more
     for n in range(samples):
         if n:
-            for pop in pops:                 # silence first: pyNN.nest's reset keeps spikes in flight
-                pop.set(v_thresh=NEVER, i_offset=0.0)
+            for parts in pops:               # silence first: pyNN.nest's reset keeps spikes in flight
+                set_cells(parts, v_thresh=NEVER, i_offset=0.0)
             sim.reset()
-            for i, pop in enumerate(pops):
+            for i, parts in enumerate(pops):
                 p = net["populations"][i]
-                pop.set(v_thresh=NEVER if p["readout"] else p["threshold"] / BITS,
-                        i_offset=arrays[f"bias/{i}"] / BITS)
-                pop.initialize(v=p["v0"] / BITS)
+                set_cells(parts, {"i_offset": arrays[f"bias/{i}"] / BITS},
+                          v_thresh=NEVER if p["readout"] else p["threshold"] / BITS)
+                for _, population in parts:
+                    population.initialize(v=p["v0"] / BITS)
         for i, current in currents.items():
-            pops[i].set(i_offset=current[n] / BITS)
+            set_cells(pops[i], {"i_offset": current[n] / BITS})
         sim.run(steps + extra)
-        for i, pop in enumerate(pops):
-            segment = pop.get_data(clear=True).segments[0]
-            if i in potentials:
-                v = np.asarray(segment.filter(name="v")[0].magnitude)     # (times, neurons): V after update t
-                potentials[i][n] = v[1:steps + 1]
-            for neuron, train in enumerate(segment.spiketrains if i in spikes else ()):
-                step = np.rint(np.asarray(train.magnitude)).astype(np.int64) + extra
-                step = step[(step >= 1) & (step <= steps)]
-                spikes[i].append(np.column_stack([np.full(len(step), n), step, np.full(len(step), neuron)]))
+        for i, parts in enumerate(pops):
+            for first, population in parts:
+                segment = population.get_data(clear=True).segments[0]
+                if i in potentials:
+                    v = np.asarray(segment.filter(name="v")[0].magnitude)     # (times, neurons): V after update t
+                    potentials[i][n, :, first:first + population.size] = v[1:steps + 1]
+                for neuron, train in enumerate(segment.spiketrains if i in spikes else ()):
+                    step = np.rint(np.asarray(train.magnitude)).astype(np.int64) + extra
+                    step = step[(step >= 1) & (step <= steps)]
+                    spikes[i].append(np.column_stack([np.full(len(step), n), step, np.full(len(step), first + neuron)]))
         print(f"sample {n + 1}/{samples}", flush=True)
-    result = {f"spikes/{i}": np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, 3), np.int64)
-              for i, parts in spikes.items()}
+    result = {f"spikes/{i}": np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 3), np.int64)
+              for i, rows in spikes.items()}
     result.update({f"v/{i}": np.rint(v * BITS).astype(np.int64) for i, v in potentials.items()})
     tmp = Path(out).with_name(f".{Path(out).name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
@@ -130,25 +151,25 @@ def run(sim, simulator, net, arrays, inputs, steps, out):
     os.replace(tmp, out)
 
 
-def virtual_board_mapping(sim, net, arrays, boards=None, neurons_per_core=256):
+def virtual_board_mapping(sim, net, arrays, boards=None):
     """Cores per population, chips and routing-table entries from sPyNNaker's own mapping on a virtual machine."""
     from spynnaker.pyNN.data import SpynnakerDataView as View
 
     sim.setup(timestep=net["dt_ms"], **({"n_boards_required": boards} if boards else {}))
-    sim.set_number_of_neurons_per_core(sim.IF_curr_delta, neurons_per_core)
     try:
-        build(sim, "spinnaker", net, arrays)
+        pops = build(sim, "spinnaker", net, arrays)
+        owner = {population.label: net["populations"][i]["name"] for i, parts in enumerate(pops) for _, population in parts}
         sim.run(net["dt_ms"])               # partitioning, placement, routing; a virtual board loads nothing
         cores, chips = {}, set()
         for placement in View.iterate_placemements():
             vertex = placement.vertex.app_vertex
             if vertex is not None:          # system cores (monitors, gatherers) have none
-                cores[vertex.label] = cores.get(vertex.label, 0) + 1
+                name = owner[vertex.label]
+                cores[name] = cores.get(name, 0) + 1
                 chips.add((placement.x, placement.y))
         tables = View.get_uncompressed()
         machine = View.get_machine()
         return {"cores": cores, "total_cores": sum(cores.values()), "chips": len(chips),
-                "neurons_per_core": neurons_per_core,
                 "machine": {"width": machine.width, "height": machine.height, "chips": machine.n_chips},
                 "routing_entries": tables.get_total_number_of_entries(),
                 "routing_entries_max_per_chip": tables.get_max_number_of_entries()}
@@ -159,9 +180,7 @@ def virtual_board_mapping(sim, net, arrays, boards=None, neurons_per_core=256):
 def map_network(net, arrays, out):
     """Run ``virtual_board_mapping`` with a private sPyNNaker config (a virtual SpiNN-5 machine, reports in a
     temporary folder, nothing in HOME or the current folder); a machine sized by sPyNNaker, then more boards
-    while placement runs out of chips, and half the neurons per core (down to 16) while a neuron's synapses
-    onto one core are more than a synaptic row holds (sPyNNaker's advice). Writes JSON: the mapping, or
-    {"error": type, "message": ...}."""
+    while placement runs out of chips. Writes JSON: the mapping, or {"error": type, "message": ...}."""
     with tempfile.TemporaryDirectory(prefix="neurocc-spynnaker-") as tmp:
         (Path(tmp) / ".spynnaker.cfg").write_text(
             "[Machine]\nversion = 5\nvirtual_board = True\n"
@@ -172,21 +191,15 @@ def map_network(net, arrays, out):
         os.chdir(tmp)                       # sPyNNaker also reads ./spynnaker.cfg
         import pyNN.spiNNaker as sim
         from pacman.exceptions import PacmanPlaceException
-        from spynnaker.pyNN.exceptions import SynapseRowTooBigException
 
-        boards, per_core, result = None, 256, None
-        for _ in range(12):
+        boards, result = None, None
+        for _ in range(8):
             try:
-                result = virtual_board_mapping(sim, net, arrays, boards, per_core)
+                result = virtual_board_mapping(sim, net, arrays, boards)
                 break
             except PacmanPlaceException as e:       # sPyNNaker sized the machine too small: more boards
                 result = {"error": type(e).__name__, "message": " ".join(str(e).split())}
                 boards = 2 * (boards or 1)
-            except SynapseRowTooBigException as e:  # rows too long for a core: fewer neurons per core
-                result = {"error": type(e).__name__, "message": " ".join(str(e).split())}
-                if per_core <= 16:
-                    break
-                per_core //= 2
             except Exception as e:                  # a limit of the chip: reported, not raised
                 result = {"error": type(e).__name__, "message": " ".join(str(e).split())}
                 break
@@ -222,9 +235,6 @@ def main(argv=None):
     else:
         import pyNN.spiNNaker as sim
         sim.setup(timestep=net["dt_ms"])
-        mapping = HERE / "mapping.json"             # the neurons per core the mapping needed, if it ran
-        if mapping.is_file():
-            sim.set_number_of_neurons_per_core(sim.IF_curr_delta, json.loads(mapping.read_text())["neurons_per_core"])
     with np.load(args.inputs, allow_pickle=False) as inputs:
         run(sim, args.simulator, net, arrays, inputs, args.steps, args.output)
     sim.end()
