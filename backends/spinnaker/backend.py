@@ -79,7 +79,8 @@ def write_program(graph, folder: Path):
             continue                        # analog input: each sample's drive goes into the targets' i_offset
         j = len(doc["projections"])
         doc["projections"].append({"source": index.get(q.source), "target": index[q.target], "delay": q.delay})
-        arrays.update({f"projection/{j}/pre": q.pre, f"projection/{j}/post": q.post, f"projection/{j}/weight": q.weight})
+        arrays.update({f"projection/{j}/{key}": getattr(q, key).astype(np.int32)     # |weight| < 2^16 << 15
+                       for key in ("pre", "post", "weight")})
     folder = Path(folder)
     (folder / "network.json").write_text(json.dumps(doc, indent=1))
     np.savez(folder / "network.npz", **arrays)
