@@ -93,7 +93,7 @@ def cmd_compile(args) -> int:
                           granularity=args.granularity, optimize=args.optimize,
                           optimize_steps=args.optimize_steps, optimize_samples=args.optimize_samples,
                           optimize_weights=tuple(args.optimize_weights or ()), reset=args.reset, v0=args.v0,
-                          readout=args.readout, coding=args.coding, coding_seed=args.seed,
+                          readout=args.readout, coding=args.coding, coding_seed=args.seed, max_pool=args.max_pool,
                           calib_samples=args.calib_samples, batch_size=args.batch_size, preprocess=pre)
     if not 0 <= args.warn_mass_lost <= 1:                # also refuses NaN
         raise NeuroccError(f"--warn-mass-lost must be a fraction in [0, 1], got {args.warn_mass_lost}")
@@ -658,6 +658,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input coding compiled into the network: constant current (analog, default) or Poisson "
                         "rate spikes; run can override it")
     c.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding (default 0)")
+    c.add_argument("--max-pool", choices=("gate", "average"), default="gate",
+                   help="max pooling as the spiking max-pool gate (default; weighted-spikes 4.5) or as average "
+                        "pooling, for targets that cannot express the gate (spinnaker's PyNN program); average "
+                        "changes the network: compile notes the new ANN's agreement with the original")
     c.add_argument("--input-scale", type=float, default=1.0, help="multiply raw data by this first (e.g. 1/255)")
     c.add_argument("--mean", type=float, nargs="+", help="per-channel mean subtracted after --input-scale")
     c.add_argument("--std", type=float, nargs="+", help="per-channel std divided by after --mean")

@@ -69,6 +69,7 @@ class CompileOptions:
     readout: str = "accumulate"         # accumulate (membrane potential) | spike (spike count)
     coding: str = "analog"              # input coding compiled into the network (ir.coding); run may override
     coding_seed: int = 0                # seed of the Poisson coding
+    max_pool: str = "gate"              # gate (the spiking max, weighted-spikes §4.5) | average (average pooling)
     calib_samples: int = 1000
     optimize: int = 0                   # evaluations of L_SNN for the rate/V0 search (0: no search)
     optimize_steps: int = 64            # steps simulated per evaluation
@@ -91,6 +92,8 @@ class CompileOptions:
             raise NeuroccError(f"--reset must be subtract or zero, got {self.reset!r}")
         if self.readout not in ("accumulate", "spike"):
             raise NeuroccError(f"--readout must be accumulate or spike, got {self.readout!r}")
+        if self.max_pool not in ("gate", "average"):
+            raise NeuroccError(f"--max-pool must be gate or average, got {self.max_pool!r}")
         if self.coding not in CODINGS:
             raise NeuroccError(f"--coding must be one of {', '.join(CODINGS)}, got {self.coding!r}")
         if self.optimize < 0 or self.optimize_steps < 1 or self.optimize_samples < 1:

@@ -1,10 +1,11 @@
 """The ordered pass lists, in one place, and the pass manager that runs them.
 
-    ANN: canonicalize -> fold_batchnorm -> calibrate -> lower_to_snn -> SNN: normalize [-> optimize] [-> quantize]
+    ANN: canonicalize -> fold_batchnorm [-> average_max_pools] -> calibrate -> lower_to_snn -> SNN: normalize [-> optimize] [-> quantize]
          [-> split_fan_in -> map_cores (truenorth: partial sums for wide neurons, the core mapping and its
               splitter delays)]
 
-The SNN passes of each target are named by its entry in ``neurocc.backends.TARGETS``: ``reference``
+``average_max_pools`` runs with ``--max-pool average``. The SNN passes of each target are named by its entry
+in ``neurocc.backends.TARGETS``: ``reference``
 stays in float; the integer targets quantise for their hardware model (hwmodels/). ``optimize`` runs
 with ``--optimize``, right after ``normalize``; it judges each candidate after the passes that follow it.
 
@@ -29,6 +30,7 @@ from neurocc.ir import Graph, VerificationError, verify
 from neurocc.ir.printer import dump
 from neurocc.options import CompileOptions
 from neurocc.passes import Pass
+from neurocc.passes.average_pools import average_max_pools
 from neurocc.passes.calibrate import calibrate
 from neurocc.passes.canonicalize import canonicalize
 from neurocc.passes.fold_batchnorm import fold_batchnorm
@@ -44,6 +46,7 @@ ANN_PASSES = (
     Pass("fold_batchnorm", fold_batchnorm, "ann", "ann"),
     Pass("calibrate", calibrate, "ann", "ann"),
 )
+_AVERAGE_POOLS = Pass("average_max_pools", average_max_pools, "ann", "ann")
 LOWERING = Pass("lower_to_snn", lower_to_snn, "ann", "snn")
 _OPTIMIZE = Pass("optimize", optimize, "snn", "snn")
 SNN_PASSES = {p.name: p for p in (
@@ -53,7 +56,7 @@ SNN_PASSES = {p.name: p for p in (
     Pass("split_fan_in", split_fan_in, "snn", "snn"),
     Pass("map_cores", map_truenorth, "snn", "snn"),
 )}
-ALL_PASS_NAMES = tuple(p.name for p in ANN_PASSES) + (LOWERING.name,) + tuple(SNN_PASSES)
+ALL_PASS_NAMES = tuple(p.name for p in ANN_PASSES) + (_AVERAGE_POOLS.name, LOWERING.name) + tuple(SNN_PASSES)
 
 
 def target_passes(target: str) -> tuple:
@@ -120,7 +123,10 @@ def compile_graph(ann: Graph, ctx: CompileContext) -> CompileResult:
     if hwmodel is not None and ctx.hwmodel is None:
         ctx.hwmodel = load_hwmodel(hwmodel)
     done: list = []
-    ann = run_passes(ann, ANN_PASSES, ctx, done)
+    ann_passes = ANN_PASSES
+    if ctx.options.max_pool == "average":       # before calibration: the lambda are the new network's
+        ann_passes = ANN_PASSES[:2] + (_AVERAGE_POOLS,) + ANN_PASSES[2:]
+    ann = run_passes(ann, ann_passes, ctx, done)
     snn = run_passes(ann, (LOWERING,), ctx, done)
     passes = target_passes(ctx.options.target)
     if ctx.options.optimize:

@@ -280,6 +280,7 @@ _COMPILE_FLAGS = {
     "--v0": ["0", "0.5", "0.99", "1", "-0.1", "nan"],
     "--readout": ["accumulate", "spike", "both"],
     "--coding": ["analog", "poisson", "phase"],
+    "--max-pool": ["gate", "average", "max"],
     "--seed": ["0", "7", "-1", str(2 ** 32), str(2 ** 70), "x"],
     "--input-scale": ["1", "0.0039", "0", "-1", "nan", "inf", "1e-30"],
     "--mean": ["0", "0.5", "nan", "1 2", "0 0 0"],

@@ -207,7 +207,21 @@ def test_what_pynn_cannot_express_is_refused_by_name(tmp_path, capsys):
                  "-o", str(tmp_path / "m.ncc")])
     err = capsys.readouterr().err
     assert code == 2 and "max-pool gate" in err and "projection" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "m.ncc").exists()
+    assert "--max-pool average" in err and not (tmp_path / "m.ncc").exists()
+
+
+def test_max_pool_average_replaces_the_gate_and_notes_the_agreement():
+    """--max-pool average: no gate is left, and the compile notes how often the new ANN agrees with the original."""
+    from conftest import MNIST8
+    from neurocc.ir import ops
+
+    x = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32) * 255
+    result = compile_graph(load_onnx(MNIST8)[0], CompileContext(CompileOptions(target="spinnaker", max_pool="average"),
+                                                                calib_x=x))
+    assert not any(isinstance(result.ann.payload(n), ops.MaxPool) for n in result.ann.nodes())
+    assert any(isinstance(result.ann.payload(n), ops.AvgPool) for n in result.ann.nodes())
+    (note,) = [n for n in result.snn.meta["notes"] if n.startswith("--max-pool average")]
+    assert "2 max pooling(s)" in note and "of 16 calibration samples" in note
 
 
 def test_nest_refuses_other_targets_and_networks_too_large(digits_spinnaker, digits, tmp_path, capsys, digits_onnx):

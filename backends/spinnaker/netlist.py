@@ -108,7 +108,7 @@ def build_netlist(graph: Graph) -> Netlist:
             if any(isinstance(op, ops.MaxPool) for op in proj.ops):
                 raise NeuroccError(f"{where}: a max-pool gate (weighted-spikes §4.5) passes the spikes of the input "
                                    "with the largest count so far, a state no PyNN synapse or IF_curr_delta cell "
-                                   "holds; sPyNNaker cannot express it (use average pooling for SpiNNaker)")
+                                   "holds; sPyNNaker cannot express it (compile with --max-pool average)")
             matrix = synapse_matrix(proj.ops, graph.shape(src)).tocoo()
             weights = np.rint(matrix.data).astype(np.int64)
             magnitude = int(np.abs(weights).max()) if len(weights) else 0
