@@ -79,9 +79,8 @@ class Netlist:
 
 def check_spinnaker(graph: Graph) -> None:
     """Refuse a graph not quantised for sPyNNaker's LIF (float mode, another chip)."""
-    spiking = [graph.payload(n) for n in graph.nodes() if isinstance(graph.payload(n), Population)
-               and graph.payload(n).readout == "spike"]
-    if graph.meta.get("mode") != "integer" or not all(isinstance(p.neuron, SpinnakerLIF) for p in spiking):
+    cells = [graph.payload(n) for n in graph.nodes() if isinstance(graph.payload(n), Population)]
+    if graph.meta.get("mode") != "integer" or not all(isinstance(p.neuron, SpinnakerLIF) for p in cells):
         target = graph.meta.get("hwmodel", "reference (float)")
         raise NeuroccError(f"this network is compiled for {target}; the SpiNNaker and NEST backends run networks "
                            "compiled with --target spinnaker")
@@ -91,8 +90,6 @@ def build_netlist(graph: Graph) -> Netlist:
     """The populations and synapse lists of a graph compiled with ``--target spinnaker``."""
     check_spinnaker(graph)
     (source,) = graph.inputs
-    model = next(graph.payload(n).neuron for n in graph.nodes()
-                 if isinstance(graph.payload(n), Population) and graph.payload(n).readout == "spike")
     populations, projections, from_input = [], [], []
     for name in graph.topo_order():
         node = graph.payload(name)
@@ -101,8 +98,8 @@ def build_netlist(graph: Graph) -> Netlist:
         populations.append(PopulationSpec(
             name=name, shape=tuple(graph.shape(name)), readout=node.readout == "accumulate",
             threshold=int(node.neuron.threshold), v0=int(round(node.neuron.v0 * node.neuron.threshold)),
-            bias=np.rint(node.bias).astype(np.int64).reshape(-1), leak_shift=model.leak_shift,
-            refractory=model.refractory))
+            bias=np.rint(node.bias).astype(np.int64).reshape(-1), leak_shift=node.neuron.leak_shift,
+            refractory=node.neuron.refractory))
         for src, _, proj in graph.projections(name):
             where = f"projection {src!r} -> {name!r}"
             if any(isinstance(op, ops.MaxPool) for op in proj.ops):

@@ -229,7 +229,8 @@ def main(argv=None):
         cell = sim.IF_curr_delta            # pyNN.nest 0.13 maps no "v" for this cell: initialise V_m directly
         cell.variable_map = {**(getattr(cell, "variable_map", None) or {}), "v": "V_m"}
         cell.scale_factors = {**(getattr(cell, "scale_factors", None) or {}), "v": 1}
-        flush = 1 + max(p["refractory"] for p in net["populations"]) + max(p["delay"] for p in net["projections"])
+        flush = 1 + max(p["refractory"] for p in net["populations"]) + max((p["delay"] for p in net["projections"]),
+                                                                            default=0)
         sim.setup(timestep=net["dt_ms"], min_delay=net["dt_ms"], spike_precision="on_grid",
                   t_flush=flush * net["dt_ms"])         # reset() first runs the silenced network this long
     else:
