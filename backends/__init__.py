@@ -10,6 +10,7 @@ hardware model in ``hwmodels/``). Nothing in the command line, the pipeline or t
 from __future__ import annotations
 
 from .base import Backend, PopulationResources, Resources, Target
+from .loihi.backend import LavaBackend, LoihiBackend
 from .reference.backend import ReferenceBackend
 from .spinnaker.backend import NestBackend, SpinnakerBackend
 from .truenorth.backend import TrueNorthBackend
@@ -18,6 +19,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     ReferenceBackend(),
     SpinnakerBackend(),
     NestBackend(),
+    LoihiBackend(),
+    LavaBackend(),
     TrueNorthBackend(),
 )}
 
@@ -26,7 +29,8 @@ _INTEGER = ("normalize", "quantize")
 TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("reference", "float NL-IAF neurons (the accuracy reference)", None, _FLOAT, "reference"),
     Target("generic", "ideal NL-IAF in 8-bit weights and 32-bit saturating state", "generic", _INTEGER, "reference"),
-    Target("loihi", "Intel Loihi (lava-nc 0.10.0 fixed-point LIF and Dense)", "loihi", _INTEGER, "reference"),
+    Target("loihi", "Intel Loihi (lava-nc 0.10.0 fixed-point LIF and Sparse): a Lava program", "loihi", _INTEGER,
+           "loihi"),
     Target("spinnaker", "SpiNNaker (sPyNNaker's LIF, s16.15, delta synapses): a PyNN program", "spinnaker", _INTEGER,
            "spinnaker"),
     Target("truenorth", "IBM TrueNorth (4 axon types, 20-bit V, linear reset)", "truenorth", _INTEGER + ("split_fan_in", "map_cores"),

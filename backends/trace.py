@@ -91,3 +91,25 @@ def trace_bytes(graph, steps: int, samples: int, coding_spikes: bool) -> int:
         per_step += classes * (8 if graph.meta.get("mode") == "integer" else 4)
         per_step += classes * 8 if graph.payload(out).readout == "spike" else 0
     return steps * samples * per_step
+
+
+def trace_from_trains(graph, trains: dict, potentials: dict, samples: int, steps: int,
+                      record_trains: bool) -> Trace:
+    """The ``Trace`` of a run that another simulator recorded: ``trains`` maps each spiking source to its spikes
+    (steps, samples, neurons) 0/1, ``potentials`` each read-out to (steps, samples, classes). Synaptic events are
+    spikes x synapses leaving (``ir.synapses.fan_out``); a spiking read-out's counts are its spikes so far. Membrane
+    updates and operation counts are not part of such a run."""
+    from neurocc.ir.synapses import fan_out
+
+    spikes, events, kept, readouts = {}, {}, {}, {}
+    for name, train in trains.items():
+        spikes[name] = train.sum(axis=2, dtype=np.int64)
+        if graph.nx.out_degree(name):
+            fan = np.rint(fan_out(graph, name).reshape(-1)).astype(np.int64)
+            events[name] = train.astype(np.int64) @ fan
+        if record_trains:
+            kept[name] = train.astype(np.int8).reshape((steps, samples) + tuple(graph.shape(name)))
+    for name, potential in potentials.items():
+        count = np.cumsum(trains[name], axis=0, dtype=np.int64) if name in trains else None
+        readouts[name] = Readout(potential=np.ascontiguousarray(potential), count=count)
+    return Trace(steps=steps, samples=samples, readouts=readouts, spikes=spikes, events=events, spike_trains=kept)

@@ -31,6 +31,8 @@ class Limits:
     fan_in_per_core: int
     fan_out_per_core: int
     cores_per_chip: int
+    synapse_memory_bits_per_core: int     # 0: not modelled
+    synapse_bits: int                     # bits one synapse takes there
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ _TABLES = {"limits": Limits, "weights": WeightFormat, "neuron": NeuronFormat, "t
 _RANGES = {
     ("limits", "neurons_per_core"): (1, 2 ** 30), ("limits", "fan_in_per_core"): (1, 2 ** 40),
     ("limits", "fan_out_per_core"): (1, 2 ** 40), ("limits", "cores_per_chip"): (1, 2 ** 30),
+    ("limits", "synapse_memory_bits_per_core"): (0, 2 ** 40), ("limits", "synapse_bits"): (1, 64),
     ("weights", "magnitude_bits"): (1, 24), ("weights", "exponent_min"): (-32, 32),
     ("weights", "exponent_max"): (-32, 32), ("weights", "levels_per_channel"): (0, 2 ** 10),
     ("weights", "sum_bits"): (0, 48),

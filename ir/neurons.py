@@ -59,7 +59,8 @@ def _require(hw, model: str, **expected) -> None:
 class NeuronModel:
     """Base of the neuron models: the fields every model has."""
     semantics: ClassVar[str]
-    fixed_reset: ClassVar[bool] = True     # the chip resets one way (its hardware model's neuron.reset)
+    fixed_reset: ClassVar[bool] = True     # the chip resets as its hardware model's neuron.reset says ...
+    extra_resets: ClassVar[tuple] = ()     # ... or one of these, neurocc-defined neurons its toolchain runs
     extra_state: ClassVar[tuple] = ()      # state variables besides V, zero at t = 0
     threshold: float = 1.0       # [state units]
     v0: float = 0.0              # [fraction of threshold] V(0) = v0 * threshold (rounded in integer mode)
@@ -164,35 +165,50 @@ class TrueNorth(IF):
 
 @dataclass(frozen=True)
 class LoihiLIF(NeuronModel):
-    """Loihi's LIF as lava-nc 0.10.0's bit-accurate ``PyLifModelBitAcc`` computes it (FACTS.md §5.1).
+    """Loihi's LIF as lava-nc 0.10.0's bit-accurate ``PyLifModelBitAcc`` computes it (FACTS.md §5.1), integer for
+    integer, including its int32 arithmetic and its one-step 24-bit wrap of u:
 
-        u <- wrap24( sign(u (4096 - du - 1)) (|u (4096 - du - 1)| >> 12) + a )      a = Dense sum << 6
-        v <- clip( sign(v (4096 - dv)) (|v (4096 - dv)| >> 12) + u + bias, -2^23 + 1, 2^23 - 1 )
-        s = v > vth << 6;  v <- 0 where s   (u is not reset)
+        c = wrap32( sign(u (4096 - du - 1)) (|u (4096 - du - 1)| >> 12) + a )       a = the projections' sum << 6
+        u <- c - 2^24 if c > 2^23;  c + 2^24 if c <= -2^23;  else c                  (one wrap, as lava does it)
+        v <- clip( wrap32( sign(v (4096 - dv)) (|v (4096 - dv)| >> 12) + u + bias ), -2^23 + 1, 2^23 - 1 )
+        s = v > vth << 6;  v <- 0 where s   (reset "zero", Loihi's own)   or   v <- v - vth << 6 (reset "subtract")
 
     ``threshold`` is vth << 6 [state units]; ``du``, ``dv`` are the 12-bit current and voltage decays
-    (4095: no current memory; 0: no voltage leak). The bias is added to v, not to the drive.
+    (4095: no current memory; 0: no voltage leak). The bias is added to v, not to the drive; the synaptic sums are
+    congruent modulo 2^32 to lava's int32 ones, so wrapping their total once is the same. Reset "subtract" is the
+    soft-reset IF (SRIF) that ``backends/loihi`` defines as a Lava process of its own (Loihi 2 programmable neurons).
     """
     semantics: ClassVar[str] = "loihi"
+    extra_resets: ClassVar[tuple] = ("subtract",)
     extra_state: ClassVar[tuple] = ("u",)
     du: int = 4095
     dv: int = 0
+    reset: str = "zero"
+
+    def __post_init__(self):
+        _check("reset", self.reset, RESET_MODES)
 
     @classmethod
     def from_hwmodel(cls, hw, threshold: float, v0: float, reset: str) -> "LoihiLIF":
         _require(hw, "loihi", state_bits=24, spike_compare=">", reset="zero", refractory_steps=0, leak_shift=0)
-        return cls(threshold=threshold, v0=v0, input_shift=hw.neuron.input_shift)
+        return cls(threshold=threshold, v0=v0, input_shift=hw.neuron.input_shift, reset=reset)
 
     def firing_rule(self):
-        return "zero", ">", 0
+        return self.reset, ">", 0
 
     def step(self, state, drive, t):
         u, v, fired = state["u"], state["v"], state["fired"]
-        u.copy_(fit(_decay(u, 4096 - self.du - 1) + drive, 24, "wrap"))
-        v.copy_(_decay(v, 4096 - self.dv) + u + state["bias"])
-        v.clamp_(-(2 ** 23) + 1, 2 ** 23 - 1)
-        torch.gt(v, int(self.threshold), out=fired)
-        v.masked_fill_(fired, 0)
+        c = fit(_decay(u, 4096 - self.du - 1) + drive, 32, "wrap")
+        half = 2 ** 23
+        u.copy_(torch.where(c > half, c - 2 * half, torch.where(c <= -half, c + 2 * half, c)))
+        v.copy_(fit(_decay(v, 4096 - self.dv) + u + state["bias"], 32, "wrap"))
+        v.clamp_(-half + 1, half - 1)
+        threshold = int(self.threshold)
+        torch.gt(v, threshold, out=fired)
+        if self.reset == "subtract":
+            v.sub_(fired.to(v.dtype), alpha=threshold)
+        else:
+            v.masked_fill_(fired, 0)
         return fired
 
 

@@ -32,6 +32,13 @@ Data files are .npz archives with an array x (N x C x H x W, N x H x W or N x H 
 and optional integer labels y. Pre-processing (x * input-scale - mean) / std is stored in the
 artifact and applied by `neurocc run` too."""
 
+SETUP_EXAMPLE = """example:
+  neurocc setup lava                      # Lava in <prefix>/lava, for `neurocc run m.ncc --backend lava`
+
+lava-nc 0.10.0 pins Python < 3.11, numpy < 2 and networkx <= 2.8.7, which neurocc's own environment cannot take,
+so it gets a virtual environment of its own (about 15 s and 340 MB) that the lava backend runs as a subprocess.
+With --prefix, set NEUROCC_LAVA_ENV to the same folder when you run."""
+
 RUN_EXAMPLE = """example:
   neurocc run model.ncc --data test.npz --steps 200 --plot acc.png --json run.json
 
@@ -528,6 +535,15 @@ def _neurobench_row(e) -> list:
 
 
 # ----------------------------------------------------------------------------------------- inspect
+def cmd_setup(args) -> int:
+    """Build Lava's own environment (``neurocc.backends.loihi.lava_env``)."""
+    from neurocc.backends.loihi.lava_env import install
+    if args.prefix:
+        os.environ["NEUROCC_LAVA_ENV"] = str(Path(args.prefix).resolve())
+    install(say=lambda line: print(line, file=sys.stderr))
+    return 0
+
+
 def cmd_inspect(args) -> int:
     from neurocc.artifact import is_artifact, read_artifact
     from neurocc.ir.printer import dump
@@ -650,7 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--optimize-weights", type=float, nargs=3, metavar=("E", "L", "P"),
                    help="lambda_e, lambda_l, lambda_p of L_SNN (default 1, 1/steps, 0)")
     c.add_argument("--reset", choices=("subtract", "zero"),
-                   help="reset after a spike (default: subtract; chips such as loihi reset as their hardware does)")
+                   help="reset after a spike (default: subtract; chips reset as their hardware does: loihi to zero, or "
+                        "subtract with neurocc's soft-reset SRIF Lava process)")
     c.add_argument("--v0", type=float, default=0.5, help="initial membrane potential, fraction of threshold (default 0.5)")
     c.add_argument("--readout", choices=("accumulate", "spike"), default="accumulate",
                    help="output layer: accumulated membrane potential (default) or spike count")
@@ -719,6 +736,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("path", help="an .onnx file or an artifact folder")
     i.add_argument("--ir", action="store_true", help="also print the whole IR")
     i.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("setup", help="install a backend's toolchain in an environment of its own",
+                       epilog=SETUP_EXAMPLE, formatter_class=fmt)
+    s.add_argument("toolchain", choices=("lava",), help="lava: lava-nc 0.10.0 for the lava backend")
+    s.add_argument("--prefix", help="where to create its environment (default: $NEUROCC_LAVA_ENV, else <this "
+                                    "Python's prefix>/lava)")
+    s.set_defaults(func=cmd_setup)
     return p
 
 

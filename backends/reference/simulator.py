@@ -16,8 +16,9 @@ Integer mode (graphs after ``quantize``): spikes and projections are computed in
 exact because every projection's largest possible sum, checked when the simulator is built, stays
 below 2^53 (sum over the fan-in of |integer weight| x the largest source value); a projection that
 could exceed it is split into high and low weight halves, each exact, recombined in int64. Sums are
-then converted to int64, shifted by the projection's ``shift`` (a negative shift floors) and the
-target's ``input_shift``; neuron state is int64 with the target's width and overflow rule. The input
+then converted to int64, shifted by the projection's ``shift`` (a negative shift floors; for an input,
+``shift`` - its ``bits``) and then by the target's ``input_shift``, as Loihi floors after weight_exp and then
+aligns by 6 bits; neuron state is int64 with the target's width and overflow rule. The input
 is quantised as ``InputSource.encode`` says.
 
 The run returns a ``Trace`` (``neurocc.backends.trace``): per sample and step, the read-outs' potentials
@@ -448,9 +449,8 @@ class Simulator:
                         y = exact
                 total = y * factor if total is None else total + y * factor
         src, dst = self.graph.payload(key[0]), self.graph.payload(key[1])
-        if isinstance(src, InputSource):                    # injected input: one floor shift
-            return _shift(total, proj.shift + dst.neuron.input_shift - src.bits)
-        return _shift(_shift(total, proj.shift), dst.neuron.input_shift)
+        bits = src.bits if isinstance(src, InputSource) else 0     # an input's integers carry 2^bits
+        return _shift(_shift(total, proj.shift - bits), dst.neuron.input_shift)
 
     def bias(self, node: Population) -> torch.Tensor:
         """The population's bias on the simulation device: int64 in integer mode."""

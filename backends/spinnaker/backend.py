@@ -30,7 +30,7 @@ from neurocc.ir.synapses import fan_out
 
 from ..base import Resources
 from ..reference.backend import ReferenceBackend
-from ..trace import Readout, Trace
+from ..trace import Trace, trace_from_trains
 from .netlist import analog_currents, build_netlist, check_spinnaker
 
 PROGRAM = Path(__file__).with_name("program.py")
@@ -193,24 +193,14 @@ class NestBackend(SpinnakerBackend):
 
 
 def _trace(graph, net, result: dict, samples: int, steps: int, record_trains: bool) -> Trace:
-    """The program's spike rows and read-out potentials as a ``Trace`` (events = spikes x synapses leaving)."""
-    spikes, events, trains, readouts = {}, {}, {}, {}
+    """The program's spike rows and read-out potentials as a ``Trace``."""
+    trains, potentials = {}, {}
     for i, pop in enumerate(net.populations):
+        if pop.readout or pop.name in graph.outputs:
+            potentials[pop.name] = result[f"v/{i}"].transpose(1, 0, 2)              # (steps, samples, classes)
         if pop.readout:
-            potential = result[f"v/{i}"].transpose(1, 0, 2)              # (steps, samples, classes)
-            readouts[pop.name] = Readout(potential=np.ascontiguousarray(potential))
             continue
         rows = result[f"spikes/{i}"]
-        train = np.zeros((steps, samples, pop.size), np.int8)
+        trains[pop.name] = train = np.zeros((steps, samples, pop.size), np.int8)
         train[rows[:, 1] - 1, rows[:, 0], rows[:, 2]] = 1
-        spikes[pop.name] = train.sum(axis=2, dtype=np.int64)
-        if graph.nx.out_degree(pop.name):
-            fan = np.rint(fan_out(graph, pop.name).reshape(-1)).astype(np.int64)
-            events[pop.name] = train.astype(np.int64) @ fan
-        if record_trains:
-            trains[pop.name] = train.reshape((steps, samples) + tuple(pop.shape))
-        if pop.name in graph.outputs:
-            potential = result[f"v/{i}"].transpose(1, 0, 2)
-            readouts[pop.name] = Readout(potential=np.ascontiguousarray(potential),
-                                         count=np.cumsum(train, axis=0, dtype=np.int64))
-    return Trace(steps=steps, samples=samples, readouts=readouts, spikes=spikes, events=events, spike_trains=trains)
+    return trace_from_trains(graph, trains, potentials, samples, steps, record_trains)

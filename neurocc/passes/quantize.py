@@ -284,8 +284,9 @@ def _choose_vth(graph: Graph, name: str, node: Population, incoming: list, hw) -
 def quantize(graph: Graph, ctx) -> Graph:
     """Map weights, thresholds, biases and V0 onto the target's integer formats from one scale per population."""
     hw = ctx.hwmodel
-    fixed_reset = MODELS[hw.semantics].fixed_reset           # chips reset as their hardware does
-    if fixed_reset and ctx.options.reset not in (None, hw.neuron.reset):
+    model = MODELS[hw.semantics]
+    fixed_reset = model.fixed_reset           # chips reset as their hardware does, or as a neuron neurocc defines
+    if fixed_reset and ctx.options.reset not in (None, hw.neuron.reset) + model.extra_resets:
         raise NeuroccError(f"{hw.name} neurons reset {hw.neuron.reset!r} ({hw.source('neuron.reset')}); "
                            f"--reset {ctx.options.reset} is not available on this target")
     g = graph.copy()
@@ -338,7 +339,7 @@ def quantize(graph: Graph, ctx) -> Graph:
             report.append({"population": name, "source": inc.src, "key": inc.key, "threshold": theta, "exponent": e,
                            "weights": int(np.size(q)), **stats})
         neuron = node.neuron
-        reset = hw.neuron.reset if fixed_reset else neuron.reset
+        reset = (ctx.options.reset or hw.neuron.reset) if fixed_reset else neuron.reset
         chip = from_hwmodel(hw, threshold=float(theta), v0=neuron.v0, reset=reset)
         if node.readout == "spike":
             neuron = chip
