@@ -96,17 +96,18 @@ def trace_bytes(graph, steps: int, samples: int, coding_spikes: bool) -> int:
 def trace_from_trains(graph, trains: dict, potentials: dict, samples: int, steps: int,
                       record_trains: bool) -> Trace:
     """The ``Trace`` of a run that another simulator recorded: ``trains`` maps each spiking source to its spikes
-    (steps, samples, neurons) 0/1, ``potentials`` each read-out to (steps, samples, classes). Synaptic events are
+    (steps, samples, neurons), 0/1 (a spike-coded input's signed, +-1, counted by magnitude), ``potentials`` each read-out to (steps, samples, classes). Synaptic events are
     spikes x synapses leaving (``ir.synapses.fan_out``); a spiking read-out's counts are its spikes so far. Membrane
     updates and operation counts are not part of such a run."""
     from neurocc.ir.synapses import fan_out
 
     spikes, events, kept, readouts = {}, {}, {}, {}
     for name, train in trains.items():
-        spikes[name] = train.sum(axis=2, dtype=np.int64)
+        magnitude = np.abs(train).astype(np.int64)
+        spikes[name] = magnitude.sum(axis=2)
         if graph.nx.out_degree(name):
             fan = np.rint(fan_out(graph, name).reshape(-1)).astype(np.int64)
-            events[name] = train.astype(np.int64) @ fan
+            events[name] = magnitude @ fan
         if record_trains:
             kept[name] = train.astype(np.int8).reshape((steps, samples) + tuple(graph.shape(name)))
     for name, potential in potentials.items():

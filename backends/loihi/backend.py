@@ -118,8 +118,8 @@ class LavaBackend(LoihiBackend):
             with np.load(out, allow_pickle=False) as result:
                 result = {k: result[k] for k in result.files}
         trains, potentials = {}, {}
-        if not coding.constant:              # the input's spikes, as the reference counts them (|sign|)
-            trains[net.input] = np.abs(np.sign(xq[:, :steps])).transpose(1, 0, 2).astype(np.int8)
+        if not coding.constant:              # the input's spikes, signed, as the reference records them
+            trains[net.input] = np.sign(xq[:, :steps]).transpose(1, 0, 2).astype(np.int8)
         for i, (name, pop) in enumerate(net.populations):
             if f"spikes/{i}" in result:
                 trains[name] = result[f"spikes/{i}"].transpose(1, 0, 2).astype(np.int8)
