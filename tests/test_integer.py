@@ -322,7 +322,7 @@ def test_cli_compile_for_loihi_reports_and_runs(digits, digits_onnx, tmp_path, c
 
 
 def test_a_reset_the_chip_cannot_do_is_refused(digits_onnx, tmp_path, capsys):
-    code = main(["compile", str(digits_onnx), "--target", "loihi", "--reset", "subtract", "-o", str(tmp_path / "o")])
+    code = main(["compile", str(digits_onnx), "--target", "spinnaker", "--reset", "subtract", "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "reset" in err and not (tmp_path / "o").exists()
 

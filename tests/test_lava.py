@@ -26,7 +26,7 @@ from neurocc.ir.verifier import verify
 from neurocc.options import CompileOptions
 from neurocc.pipeline import CompileContext, compile_graph
 
-pytestmark = pytest.mark.skipif(lava_python() is None, reason="Lava is not installed (neurocc setup lava)")
+needs_lava = pytest.mark.skipif(lava_python() is None, reason="Lava is not installed (neurocc setup lava)")
 MNIST8 = os.path.join(os.path.dirname(__file__), "data", "mnist-8.onnx")
 
 
@@ -102,6 +102,7 @@ def random_network(seed: int, kind: str, signs: str, reset: str, saturate: bool,
 @pytest.mark.parametrize("seed, signs, reset, saturate", [(0, "positive", "zero", False), (1, "mixed", "zero", False),
                                                           (2, "mixed", "subtract", False), (3, "mixed", "zero", True),
                                                           (4, "positive", "subtract", True)])
+@needs_lava
 def test_random_networks_spike_for_spike(kind, seed, signs, reset, saturate):
     g = random_network(seed, kind, signs, reset, saturate, readout="spike" if seed % 2 else "accumulate")
     x = np.random.default_rng(seed).uniform(-1, 1, (3,) + g.shape("x")).astype(np.float32)
@@ -109,6 +110,7 @@ def test_random_networks_spike_for_spike(kind, seed, signs, reset, saturate):
     assert any(t.any() for t in ref.spike_trains.values())
 
 
+@needs_lava
 def test_spike_coded_input(tmp_path):
     g = random_network(5, "conv", "mixed", "zero", False)
     x = np.random.default_rng(5).uniform(-1, 1, (2,) + g.shape("x")).astype(np.float32)
@@ -124,6 +126,7 @@ def digits_loihi(digits, digits_onnx):
     return compiled
 
 
+@needs_lava
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 def test_digits_cnn_spike_for_spike(digits, digits_loihi, reset):
     g = digits_loihi(reset)
@@ -131,6 +134,7 @@ def test_digits_cnn_spike_for_spike(digits, digits_loihi, reset):
     assert_same_spikes(g, digits[2][:4], 25)
 
 
+@needs_lava
 def test_mnist8_spike_for_spike(digits):
     x = torch.nn.functional.interpolate(torch.from_numpy(digits[0][:200]), size=(28, 28), mode="bilinear").numpy()
     opts = CompileOptions(target="loihi", max_pool="average")
@@ -138,6 +142,7 @@ def test_mnist8_spike_for_spike(digits):
     assert_same_spikes(g, x[:2], 12)
 
 
+@needs_lava
 def test_cli_run_backend_lava_reports_the_reference_keys(tmp_path, digits, digits_onnx):
     np.savez(tmp_path / "train.npz", x=digits[0][:200])
     np.savez(tmp_path / "test.npz", x=digits[2][:5], y=digits[3][:5])
@@ -158,6 +163,7 @@ def test_cli_run_backend_lava_reports_the_reference_keys(tmp_path, digits, digit
             assert runs["lava"][key] == runs["reference"][key], key
 
 
+@needs_lava
 def test_emitted_program_runs_with_plain_lava(tmp_path, digits_loihi, digits):
     """The artifact's program is self-contained: Lava's interpreter runs it from its own folder."""
     g = digits_loihi("subtract")
@@ -174,6 +180,7 @@ def test_emitted_program_runs_with_plain_lava(tmp_path, digits_loihi, digits):
         assert np.array_equal(out["spikes/0"].transpose(1, 0, 2), ref.spike_trains[first].reshape(8, 2, -1))
 
 
+@needs_lava
 def test_srif_floating_point_model(tmp_path):
     """neurocc's SRIF process in floating point, run by Lava: v <- v + u + bias, then v <- v - vth where v > vth."""
     (tmp_path / "network.py").write_bytes(PROGRAM.read_bytes())
@@ -197,6 +204,7 @@ def test_srif_floating_point_model(tmp_path):
     assert eval(done.stdout.strip().splitlines()[-1]) == expected
 
 
+@needs_lava
 def test_u_wraps_and_v_clips_as_lava_does():
     """A drive beyond 2^23 wraps u once (lava's rule, not a modulo) and drives v to its clip at -2^23 + 1."""
     g = Graph("snn", inputs=["x"], outputs=["out"], meta={"mode": "integer", "hwmodel": "loihi"})
@@ -208,3 +216,47 @@ def test_u_wraps_and_v_clips_as_lava_does():
     ref = assert_same_spikes(g, np.ones((1, 12), np.float32), 6)
     v = ref.readouts["out"].potential[:, 0]
     assert v[-1, 0] == -(2 ** 23) + 1 and v[0, 1] > 0           # neuron 0 wrapped and clipped, neuron 1 did not
+
+
+def test_refusals_are_one_line_exit_2(tmp_path, digits, digits_onnx, capsys, monkeypatch):
+    """A float network, another chip's network, a network too large, a max-pool gate, and no Lava installed."""
+    np.savez(tmp_path / "train.npz", x=digits[0][:100])
+    np.savez(tmp_path / "test.npz", x=digits[2][:3], y=digits[3][:3])
+
+    def run(art, *extra):
+        capsys.readouterr()
+        code = main(["run", str(art), "--data", str(tmp_path / "test.npz"), "--steps", "5", "--backend", "lava",
+                     "--json", str(tmp_path / "r.json"), "-q", *extra])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        return err
+
+    for target in ("reference", "spinnaker"):
+        art = tmp_path / f"{target}.ncc"
+        assert main(["compile", str(digits_onnx), "--calib", str(tmp_path / "train.npz"), "--target", target,
+                     "-o", str(art), "-q"]) == 0
+        assert "--target loihi" in run(art)
+    art = tmp_path / "loihi.ncc"
+    assert main(["compile", str(digits_onnx), "--calib", str(tmp_path / "train.npz"), "--target", "loihi",
+                 "-o", str(art), "-q"]) == 0
+    monkeypatch.setattr(BACKENDS["lava"], "max_weights", 1000)
+    assert "too large for Lava" in run(art) and "h" in run(art)
+    monkeypatch.undo()
+    monkeypatch.setenv("NEUROCC_LAVA_ENV", str(tmp_path / "nowhere"))
+    assert "neurocc setup lava" in run(art)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_max_pool_gate_compiles_without_a_lava_program(tmp_path, digits, capsys):
+    x = torch.nn.functional.interpolate(torch.from_numpy(digits[0][:50]), size=(28, 28), mode="bilinear").numpy()
+    np.savez(tmp_path / "train.npz", x=x)
+    np.savez(tmp_path / "test.npz", x=x[:2])
+    art = tmp_path / "gate.ncc"
+    assert main(["compile", MNIST8, "--calib", str(tmp_path / "train.npz"), "--target", "loihi", "-o", str(art),
+                 "-q"]) == 0
+    assert "max-pool gate" in (art / "backend" / "NOT_EMITTED.txt").read_text()
+    assert not (art / "backend" / "network.py").exists()
+    capsys.readouterr()
+    assert main(["run", str(art), "--data", str(tmp_path / "test.npz"), "--steps", "3", "--backend", "lava",
+                 "-q"]) == 2
+    assert "--max-pool average" in capsys.readouterr().err

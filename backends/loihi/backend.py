@@ -10,6 +10,8 @@
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import shutil
 import subprocess
@@ -27,8 +29,9 @@ from ..reference.backend import ReferenceBackend
 from ..trace import trace_from_trains
 from .lava_env import require_lava
 from .mapping import map_cores
-from .network import check_loihi, write_network
+from .network import build_netlist, check_loihi, write_network
 
+log = logging.getLogger("neurocc")
 PROGRAM = Path(__file__).with_name("program.py")
 METHOD = ("neurocc's Loihi core mapping of the emitted Lava network (backends/loihi/mapping.py): contiguous neuron "
           "ranges per core within the compartment, fan-in, synapse-memory (a lower bound) and fan-out limits of "
@@ -51,7 +54,15 @@ class LoihiBackend:
         self._count = ReferenceBackend()
 
     def emit(self, graph, outdir: Path) -> None:
-        write_program(graph, outdir)
+        """The Lava program; for a network Lava cannot express (a max-pool gate), ``NOT_EMITTED.txt`` says why and
+        the compile warns: the reference still simulates the network's Loihi semantics."""
+        try:
+            write_program(graph, outdir)
+        except NeuroccError as e:
+            for name in ("network.json", "network.npz"):
+                (Path(outdir) / name).unlink(missing_ok=True)
+            (Path(outdir) / "NOT_EMITTED.txt").write_text(f"No Lava program: {e}\n")
+            log.warning("no Lava program was written: %s", e)
 
     def run(self, graph, x, steps, **kwargs):
         return self._count.run(graph, x, steps, **kwargs)
@@ -60,8 +71,10 @@ class LoihiBackend:
         counted = self._count.resources(graph, hwmodel)
         if hwmodel is None or graph.meta.get("hwmodel") != "loihi":
             return counted
-        from .network import build_netlist
-        cores = map_cores(build_netlist(graph), hwmodel)
+        try:
+            cores = map_cores(build_netlist(graph), hwmodel)
+        except NeuroccError as e:
+            return dataclasses.replace(counted, method=f"{counted.method} (no Lava program to map: {e})")
         rows = tuple(PopulationResources(**{**r.__dict__, "cores": len(cores.ranges.get(r.name, ()))})
                      for r in counted.populations)
         total = sum(r.cores for r in rows)
@@ -93,7 +106,6 @@ class LavaBackend(LoihiBackend):
         """Run the program on Lava in its environment, one sample after another (``batch_size`` and ``device`` do
         not apply); the trace has the spikes, synaptic events and read-outs, not the operation counts."""
         check_loihi(graph)
-        python = require_lava()
         if steps < 1:
             raise NeuroccError(f"--steps must be at least 1, got {steps}")
         self.expected_seconds(graph, len(x), steps)
@@ -101,7 +113,8 @@ class LavaBackend(LoihiBackend):
         coding = coding or source.coding
         with tempfile.TemporaryDirectory(prefix="neurocc-lava-") as tmp:
             tmp = Path(tmp)
-            net = write_program(graph, tmp)
+            net = write_program(graph, tmp)         # refuses what Lava cannot express, before asking for Lava
+            python = require_lava()
             xq = _quantised_input(source, coding, x, steps)
             np.savez(tmp / "inputs.npz", x=xq)
             out = tmp / "spikes.npz"
