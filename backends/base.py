@@ -20,6 +20,18 @@ if TYPE_CHECKING:
     from .trace import Trace
 
 
+def refuse_max_pool_gate(proj, where: str, holds: str, tool: str) -> None:
+    """A max-pool gate (weighted-spikes §4.5) keeps each window's accumulated input, which no synapse list holds: a
+    toolchain that only has synapses and its neuron (``holds``) cannot express it. A NeuroccError naming the
+    projection and the way out."""
+    from neurocc.errors import NeuroccError
+    from neurocc.ir import ops
+    if any(isinstance(op, ops.MaxPool) for op in proj.ops):
+        raise NeuroccError(f"{where}: a max-pool gate (weighted-spikes §4.5) passes the spikes of the input with the "
+                           f"largest count so far, a state no {holds} holds; {tool} cannot express it (compile with "
+                           "--max-pool average)")
+
+
 @dataclass(frozen=True)
 class Target:
     name: str

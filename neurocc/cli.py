@@ -36,7 +36,7 @@ SETUP_EXAMPLE = """example:
   neurocc setup lava                      # Lava in <prefix>/lava, for `neurocc run m.ncc --backend lava`
 
 lava-nc 0.10.0 pins Python < 3.11, numpy < 2 and networkx <= 2.8.7, which neurocc's own environment cannot take,
-so it gets a virtual environment of its own (about 15 s and 340 MB) that the lava backend runs as a subprocess.
+so it gets a virtual environment of its own (about 20 s and 310 MiB) that the lava backend runs as a subprocess.
 With --prefix, set NEUROCC_LAVA_ENV to the same folder when you run."""
 
 RUN_EXAMPLE = """example:

@@ -6,6 +6,7 @@ These tests need Lava's own environment, which the README's test command builds 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 
@@ -18,6 +19,7 @@ from neurocc.backends.loihi.backend import PROGRAM
 from neurocc.backends.loihi.lava_env import lava_python
 from neurocc.cli import main
 from neurocc.frontend.onnx import load_onnx
+from neurocc.hwmodels import load_hwmodel
 from neurocc.ir import Graph, ops
 from neurocc.ir.neurons import IF, LoihiLIF
 from neurocc.ir.snn import InputSource, Population, Projection
@@ -260,3 +262,38 @@ def test_a_max_pool_gate_compiles_without_a_lava_program(tmp_path, digits, capsy
     assert main(["run", str(art), "--data", str(tmp_path / "test.npz"), "--steps", "3", "--backend", "lava",
                  "-q"]) == 2
     assert "--max-pool average" in capsys.readouterr().err
+
+
+def _chain_graph(sizes: list, weights: list) -> Graph:
+    """input -> P1 -> ... -> out (accumulating read-out) with the given Gemm weights, Loihi-quantised form."""
+    names = ["x"] + [f"P{i}" for i in range(1, len(sizes) - 1)] + ["out"]
+    g = Graph("snn", inputs=["x"], outputs=["out"], meta={"mode": "integer", "hwmodel": "loihi"})
+    g.add_node("x", InputSource(shape=(sizes[0],), scale=1.0, bits=8), (sizes[0],))
+    for name, n in zip(names[1:], sizes[1:]):
+        neuron = IF(threshold=64000.0, input_shift=6) if name == "out" else LoihiLIF(threshold=64000.0, input_shift=6)
+        g.add_node(name, Population(shape=(n,), bias=np.zeros(n), neuron=neuron,
+                                    readout="accumulate" if name == "out" else "spike"), (n,))
+    for src, dst, w in zip(names[:-1], names[1:], weights):
+        g.add_projection(src, dst, Projection(ops=(ops.Gemm(weight=w),), delay=0 if src == "x" else 1))
+    verify(g)
+    return g
+
+
+def test_loihi_core_mapping_limits():
+    """Compartments, synapse memory, fan-in and fan-out each cut cores as the hardware model's limits say."""
+    hw = load_hwmodel("loihi")
+    # 600 inputs fully into 2,000 neurons: 131,072 synapse slots per core hold 218 neurons' 600 synapses each
+    g = _chain_graph([600, 2000, 10], [np.ones((2000, 600)), np.ones((10, 2000))])
+    res = BACKENDS["loihi"].resources(g, hw)
+    cores = {r.name: r.cores for r in res.populations}
+    assert cores == {"x": 0, "P1": math.ceil(2000 / (131072 // 600)), "out": 1} and not res.over_limits
+    # each of 1,024 neurons reaches one neuron in each of 5 cores of 1,024: 5,120 output axons on one core
+    reach = np.zeros((5120, 1024))
+    for k in range(5):
+        reach[np.arange(1024) + 1024 * k, np.arange(1024)] = 2
+    g = _chain_graph([4, 1024, 5120, 3], [np.ones((1024, 4)), reach, np.ones((3, 5120))])
+    cores = {r.name: r.cores for r in BACKENDS["loihi"].resources(g, hw).populations}
+    assert cores["P2"] == 5 and cores["P1"] == 2            # 1,024 x 4,096 / 5,120 = 819 neurons per core
+    # one neuron with 5,000 inputs cannot fit any core's 4,096 input axons
+    res = BACKENDS["loihi"].resources(_chain_graph([5000, 3], [np.ones((3, 5000))]), hw)
+    assert any("fan_in_per_core" in line for line in res.over_limits)

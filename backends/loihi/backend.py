@@ -25,7 +25,7 @@ import torch
 from neurocc.errors import NeuroccError
 
 from ..base import PopulationResources, Resources
-from ..reference.backend import ReferenceBackend
+from ..reference.backend import RunsOnReference
 from ..trace import trace_from_trains
 from .lava_env import require_lava
 from .mapping import map_cores
@@ -45,13 +45,10 @@ def write_program(graph, folder: Path):
     return net
 
 
-class LoihiBackend:
+class LoihiBackend(RunsOnReference):
     name = "loihi"
     description = ("a lava-nc 0.10.0 program (Sparse, LIF and neurocc's SRIF processes); simulated bit-exactly by "
                    "the reference simulator")
-
-    def __init__(self):
-        self._count = ReferenceBackend()
 
     def emit(self, graph, outdir: Path) -> None:
         """The Lava program; for a network Lava cannot express (a max-pool gate), ``NOT_EMITTED.txt`` says why and
@@ -63,9 +60,6 @@ class LoihiBackend:
                 (Path(outdir) / name).unlink(missing_ok=True)
             (Path(outdir) / "NOT_EMITTED.txt").write_text(f"No Lava program: {e}\n")
             log.warning("no Lava program was written: %s", e)
-
-    def run(self, graph, x, steps, **kwargs):
-        return self._count.run(graph, x, steps, **kwargs)
 
     def resources(self, graph, hwmodel=None, emitted: Optional[Path] = None) -> Resources:
         counted = self._count.resources(graph, hwmodel)
@@ -87,14 +81,15 @@ class LavaBackend(LoihiBackend):
     name = "lava"
     description = "the Loihi Lava program run on lava-nc 0.10.0's fixed-point CPU models, one sample after another"
     max_weights = 50_000_000         # Sparse keeps every connection's CSR matrix in its own process
-    seconds_per_step = 0.004         # measured here (2 cores): Lava's per-step synchronisation of its processes
+    seconds_per_step = 0.05          # measured here (2 cores, benchmarks/lava.py): Lava's per-step synchronisation
+    seconds_per_synapse_step = 5e-8  # ... and its Sparse processes gathering the synapses of the step's spikes
 
     def expected_seconds(self, graph, samples: int, steps: int) -> float:
-        """A rough time for a run: about ``seconds_per_step`` per step and process pair plus 2 s to build the
-        network; a network beyond ``max_weights`` synapses is refused, naming its size and that time."""
-        populations = sum(1 for n in graph.nodes() if n not in graph.inputs)
+        """A rough time for a run, from the rates measured here (digits CNN 0.058 s a step with 73 k synapses,
+        mnist-8 0.16 s with 2.2 M) plus 3 s to build the network; a network beyond ``max_weights`` synapses is
+        refused, naming its size and that time."""
         synapses = sum(_synapses(graph, n) for n in graph.nodes() if graph.nx.out_degree(n))
-        seconds = 2 + samples * steps * self.seconds_per_step * max(populations, 1)
+        seconds = 3 + samples * steps * (self.seconds_per_step + self.seconds_per_synapse_step * synapses)
         if synapses > self.max_weights:
             raise NeuroccError(f"the network is too large for Lava's CPU simulation here: {synapses:,} synapses, more "
                                f"than {self.max_weights:,} (each connection's matrix lives in its own process); it "

@@ -64,7 +64,7 @@ def require_lava() -> Path:
     python = lava_python()
     if python is None:
         raise NeuroccError(f"the lava backend needs Lava (lava-nc 0.10.0) in its own environment, which is not "
-                           f"installed at {lava_env()}: run `{SETUP_COMMAND}` (about 15 s and 340 MB)")
+                           f"installed at {lava_env()}: run `{SETUP_COMMAND}` (about 20 s and 310 MiB)")
     return python
 
 

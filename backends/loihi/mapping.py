@@ -3,7 +3,9 @@ model's per-core limits (Davies et al. 2018, IEEE Micro 38(1), p.89: 1024 compar
 fan-out axon slots, 128 KB of synaptic memory per core; hwmodels/loihi.toml).
 
 Each neuron process (a population, or a read-out's compartments) is cut into contiguous ranges of its neurons, one
-core each, greedily: a range grows while its compartments, its input axons (distinct source neurons with a synapse
+core each, taken in channels-last order (a feature map's channels at one position side by side: they read the same
+inputs, so a core of whole positions needs the fewest input axons; channel-major ranges took 82 cores for mnist-8
+against 27), greedily: a range grows while its compartments, its input axons (distinct source neurons with a synapse
 into it; the host's graded input counts like any source) and its synapses (at ``limits.synapse_bits`` each, a lower
 bound) fit. Then every core's output axons are counted (for each of its neurons, the distinct cores its synapses
 reach); a population with a core over the fan-out limit is cut again with proportionally fewer neurons per core,
@@ -23,7 +25,8 @@ from .network import Netlist
 
 @dataclasses.dataclass
 class CoreMap:
-    ranges: dict                 # population -> [(first, stop)] neuron ranges, one core each
+    order: dict                  # population -> its neurons (channel-major indices) in the order they are cut
+    ranges: dict                 # population -> [(first, stop)] ranges of ``order``, one core each
     fan_in: dict                 # population -> the most input axons of one of its cores
     fan_out: dict                # population -> the most output axons of one of its cores
     synapses: dict               # population -> the most synapses on one of its cores
@@ -66,28 +69,36 @@ def _cut(rows, size: int, cap: int, hw) -> list:
     return ranges
 
 
-def _core_of(ranges: list, size: int) -> np.ndarray:
-    core = np.zeros(size, np.int64)
+def _core_of(ranges: list, order: np.ndarray) -> np.ndarray:
+    """The core of each neuron (channel-major index)."""
+    core = np.zeros(len(order), np.int64)
     for k, (a, b) in enumerate(ranges):
-        core[a:b] = k
+        core[order[a:b]] = k
     return core
+
+
+def _channels_last(shape: tuple) -> np.ndarray:
+    """Channel-major neuron indices in channels-last order (other shapes as they are)."""
+    index = np.arange(math.prod(shape)).reshape(shape)
+    return (index.transpose(1, 2, 0) if len(shape) == 3 else index).reshape(-1)
 
 
 def map_cores(net: Netlist, hw) -> CoreMap:
     """Cut every population into cores (module docstring)."""
     sizes = {name: math.prod(pop.shape) for name, pop in net.populations}
-    rows = {name: _incoming(net, name, sizes[name]) for name in sizes}
+    order = {name: _channels_last(tuple(pop.shape)) for name, pop in net.populations}
+    rows = {name: _incoming(net, name, sizes[name])[order[name]] for name in sizes}
     caps = {name: hw.limits.neurons_per_core for name in sizes}
     while True:
         ranges = {name: _cut(rows[name], sizes[name], caps[name], hw) for name in sizes}
-        cores = {name: _core_of(ranges[name], sizes[name]) for name in sizes}
+        cores = {name: _core_of(ranges[name], order[name]) for name in sizes}
         axons_out = {name: np.zeros(sizes[name], np.int64) for name in sizes}
         for c in net.connections:
             if c.source in sizes:           # distinct target cores each source neuron reaches
                 w = c.weights.tocoo()
                 pairs = np.unique(np.stack([w.col, cores[c.target][w.row]]), axis=1)
                 axons_out[c.source] += np.bincount(pairs[0], minlength=sizes[c.source])
-        fan_out = {name: max(int(axons_out[name][a:b].sum()) for a, b in ranges[name]) for name in sizes}
+        fan_out = {name: max(int(axons_out[name][order[name][a:b]].sum()) for a, b in ranges[name]) for name in sizes}
         over = {name: f for name, f in fan_out.items() if f > hw.limits.fan_out_per_core and caps[name] > 1}
         if not over:
             break
@@ -106,4 +117,4 @@ def map_cores(net: Netlist, hw) -> CoreMap:
         if fan_out[name] > hw.limits.fan_out_per_core:
             lines.append(f"{name}: a neuron reaches {fan_out[name]:,} cores, more than limits.fan_out_per_core = "
                          f"{hw.limits.fan_out_per_core:,}")
-    return CoreMap(ranges=ranges, fan_in=fan_in, fan_out=fan_out, synapses=synapses, over=lines)
+    return CoreMap(order=order, ranges=ranges, fan_in=fan_in, fan_out=fan_out, synapses=synapses, over=lines)

@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from neurocc.errors import NeuroccError
-from neurocc.ir import Graph, ops
+from neurocc.ir import Graph
 from neurocc.ir.neurons import LoihiLIF
 from neurocc.ir.snn import InputSource, Population
 from neurocc.ir.synapses import synapse_matrix
+
+from ..base import refuse_max_pool_gate
 
 ACT_SHIFT = 6               # lava: u += a << 6; effective vth = vth << 6
 BIAS_MANTISSA = 2 ** 12 - 1  # 13-bit signed mantissa
@@ -97,10 +99,7 @@ def build_netlist(graph: Graph) -> Netlist:
         populations.append((name, node))
         for src, _, proj in graph.projections(name):
             where = f"projection {src!r} -> {name!r}"
-            if any(isinstance(op, ops.MaxPool) for op in proj.ops):
-                raise NeuroccError(f"{where}: a max-pool gate (weighted-spikes §4.5) passes the spikes of the input "
-                                   "with the largest count so far, a state no Lava synapse or LIF holds; Lava cannot "
-                                   "express it (compile with --max-pool average)")
+            refuse_max_pool_gate(proj, where, "Lava synapse or LIF", "Lava")
             expected = 0 if src == source else 1
             if proj.delay != expected:
                 raise NeuroccError(f"{where}: a delay of {proj.delay} steps; a Lava connection delivers after "

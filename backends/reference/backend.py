@@ -55,3 +55,14 @@ class ReferenceBackend:
         return Resources(populations=tuple(rows), neurons=sum(r.neurons for r in rows),
                          synapses=sum(r.synapses_out for r in rows), cores=cores, chips=chips, limits=limits,
                          over_limits=tuple(over), method=METHOD)
+
+
+class RunsOnReference:
+    """Base of a chip backend that emits its toolchain's program but, with no chip here, runs the chip's semantics on
+    the reference simulator (``run``); ``self._count`` also gives neurocc's own resource count."""
+
+    def __init__(self):
+        self._count = ReferenceBackend()
+
+    def run(self, graph, x, steps, **kwargs):
+        return self._count.run(graph, x, steps, **kwargs)

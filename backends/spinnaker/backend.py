@@ -29,7 +29,7 @@ from neurocc.errors import NeuroccError
 from neurocc.ir.synapses import fan_out
 
 from ..base import Resources
-from ..reference.backend import ReferenceBackend
+from ..reference.backend import RunsOnReference
 from ..trace import Trace, trace_from_trains
 from .netlist import analog_currents, build_netlist, check_spinnaker
 
@@ -105,22 +105,16 @@ def map_program(folder: Path) -> dict:
     return mapping
 
 
-class SpinnakerBackend:
+class SpinnakerBackend(RunsOnReference):
     name = "spinnaker"
     description = ("a PyNN program for sPyNNaker 1!7.4.1, mapped by sPyNNaker on a virtual machine; simulated "
                    "bit-exactly by the reference simulator")
-
-    def __init__(self):
-        self._count = ReferenceBackend()
 
     def emit(self, graph, outdir: Path) -> None:
         """The PyNN program and its data; sPyNNaker's mapping (``mapping.json``) where the extra is installed."""
         write_program(graph, outdir)
         if missing_extra() is None:
             map_program(outdir)
-
-    def run(self, graph, x, steps, **kwargs):
-        return self._count.run(graph, x, steps, **kwargs)
 
     def resources(self, graph, hwmodel=None, emitted: Optional[Path] = None) -> Resources:
         counted = self._count.resources(graph, hwmodel)

@@ -25,10 +25,12 @@ import numpy as np
 import torch
 
 from neurocc.errors import NeuroccError
-from neurocc.ir import Graph, ops
+from neurocc.ir import Graph
 from neurocc.ir.neurons import SpinnakerLIF
 from neurocc.ir.snn import InputSource, Population
 from neurocc.ir.synapses import synapse_matrix
+
+from ..base import refuse_max_pool_gate
 
 WEIGHT_BITS = 16            # sPyNNaker synapse_row.h: an unsigned 16-bit weight; the sign is the receptor type
 MAX_ROW = 256               # sPyNNaker 1!7.4.1: the most static synapses one source neuron may have into one
@@ -102,10 +104,7 @@ def build_netlist(graph: Graph) -> Netlist:
             refractory=node.neuron.refractory))
         for src, _, proj in graph.projections(name):
             where = f"projection {src!r} -> {name!r}"
-            if any(isinstance(op, ops.MaxPool) for op in proj.ops):
-                raise NeuroccError(f"{where}: a max-pool gate (weighted-spikes §4.5) passes the spikes of the input "
-                                   "with the largest count so far, a state no PyNN synapse or IF_curr_delta cell "
-                                   "holds; sPyNNaker cannot express it (compile with --max-pool average)")
+            refuse_max_pool_gate(proj, where, "PyNN synapse or IF_curr_delta cell", "sPyNNaker")
             matrix = synapse_matrix(proj.ops, graph.shape(src)).tocoo()
             weights = np.rint(matrix.data).astype(np.int64)
             magnitude = int(np.abs(weights).max()) if len(weights) else 0

@@ -9,7 +9,6 @@ only with the option.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from neurocc.ir import Graph, ops
