@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -52,6 +53,7 @@ def networks(shared: Path, folder: Path) -> dict:
     d = load_digits()
     xc, yc, xt, yt = split(d.images.astype(np.float32)[:, None] / 16.0, d.target, 1200)
     digits = folder / "digits.onnx"
+    torch.manual_seed(0)                 # the CNN's initial weights too: the same network on every run
     export_onnx(train(small_cnn(1, 8), xc, yc, epochs=15), xc, digits)
     nets = {"digits CNN": (digits, xc, xt, yt)}
     m = np.load(shared / "mnist_test.npz")
