@@ -99,6 +99,7 @@ def cmd_compile(args) -> int:
     opts = CompileOptions(target=args.target, normalization=normalization, percentile=args.percentile,
                           granularity=args.granularity, optimize=args.optimize,
                           optimize_steps=args.optimize_steps, optimize_samples=args.optimize_samples,
+                          snn_calibration=args.snn_calibration, calibration_steps=args.calibration_steps,
                           optimize_weights=tuple(args.optimize_weights or ()), reset=args.reset, v0=args.v0,
                           readout=args.readout, coding=args.coding, coding_seed=args.seed, max_pool=args.max_pool,
                           calib_samples=args.calib_samples, batch_size=args.batch_size, preprocess=pre)
@@ -665,6 +666,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration samples simulated per --optimize evaluation (256)")
     c.add_argument("--optimize-weights", type=float, nargs=3, metavar=("E", "L", "P"),
                    help="lambda_e, lambda_l, lambda_p of L_SNN (default 1, 1/steps, 0)")
+    c.add_argument("--snn-calibration", choices=("none", "bias"), default="none",
+                   help="layer-wise calibration of the SNN on calibration data (needs --calib): bias corrects each "
+                        "layer's mean rate error at --calibration-steps (SNN Calibration's light pipeline, Li et al. "
+                        "2021); default none")
+    c.add_argument("--calibration-steps", type=int, default=32, metavar="T",
+                   help="the latency T --snn-calibration corrects the rates at (default 32)")
     c.add_argument("--reset", choices=("subtract", "zero"),
                    help="reset after a spike (default: subtract; chips reset as their hardware does: loihi to zero, or "
                         "subtract with neurocc's soft-reset SRIF Lava process)")

@@ -58,6 +58,9 @@ class Preprocess:
         return x
 
 
+SNN_CALIBRATIONS = ("none", "bias")
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     target: str = "reference"
@@ -75,6 +78,8 @@ class CompileOptions:
     optimize_steps: int = 64            # steps simulated per evaluation
     optimize_samples: int = 256         # calibration samples simulated per evaluation
     optimize_weights: tuple = ()        # (lambda_e, lambda_l, lambda_p) of eq. 11; () = (1, 1/steps, 0)
+    snn_calibration: str = "none"       # none | bias: layer-wise bias calibration at calibration_steps (calibrate_snn)
+    calibration_steps: int = 32         # the latency T the calibration corrects the rates at
     batch_size: int = 128
     seed: int = 0                       # calibration subsampling
     preprocess: Preprocess = field(default_factory=Preprocess)
@@ -98,6 +103,10 @@ class CompileOptions:
             raise NeuroccError(f"--coding must be one of {', '.join(CODINGS)}, got {self.coding!r}")
         if self.optimize < 0 or self.optimize_steps < 1 or self.optimize_samples < 1:
             raise NeuroccError("--optimize, --optimize-steps and --optimize-samples must be positive")
+        if self.snn_calibration not in SNN_CALIBRATIONS:
+            raise NeuroccError(f"--snn-calibration must be one of {', '.join(SNN_CALIBRATIONS)}, got {self.snn_calibration!r}")
+        if self.calibration_steps < 1:
+            raise NeuroccError(f"--calibration-steps must be at least 1, got {self.calibration_steps}")
         if self.optimize_weights and (len(self.optimize_weights) != 3
                                       or not all(0 <= w < math.inf for w in self.optimize_weights)):
             raise NeuroccError("--optimize-weights takes three finite non-negative numbers: lambda_e lambda_l lambda_p")

@@ -1,10 +1,13 @@
 """The ordered pass lists, in one place, and the pass manager that runs them.
 
-    ANN: canonicalize -> fold_batchnorm [-> average_max_pools] -> calibrate -> lower_to_snn -> SNN: normalize [-> optimize] [-> quantize]
+    ANN: canonicalize -> fold_batchnorm [-> average_max_pools] -> calibrate -> lower_to_snn -> SNN: normalize [-> optimize]
+         [-> calibrate_snn] [-> quantize]
          [-> split_fan_in -> map_cores (truenorth: partial sums for wide neurons, the core mapping and its
               splitter delays)]
 
-``average_max_pools`` runs with ``--max-pool average``. The SNN passes of each target are named by its entry
+``average_max_pools`` runs with ``--max-pool average``; ``calibrate_snn`` with ``--snn-calibration``, after
+``optimize`` (it corrects the rate code optimize chose; optimize judges its candidates without it), and like
+``optimize`` it simulates each candidate after the passes that follow (``finish``). The SNN passes of each target are named by its entry
 in ``neurocc.backends.TARGETS``: ``reference``
 stays in float; the integer targets quantise for their hardware model (hwmodels/). ``optimize`` runs
 with ``--optimize``, right after ``normalize``; it judges each candidate after the passes that follow it.
@@ -32,6 +35,7 @@ from neurocc.options import CompileOptions
 from neurocc.passes import Pass
 from neurocc.passes.average_pools import average_max_pools
 from neurocc.passes.calibrate import calibrate
+from neurocc.passes.calibrate_snn import calibrate_snn
 from neurocc.passes.canonicalize import canonicalize
 from neurocc.passes.fold_batchnorm import fold_batchnorm
 from neurocc.passes.lower import lower_to_snn
@@ -49,9 +53,11 @@ ANN_PASSES = (
 _AVERAGE_POOLS = Pass("average_max_pools", average_max_pools, "ann", "ann")
 LOWERING = Pass("lower_to_snn", lower_to_snn, "ann", "snn")
 _OPTIMIZE = Pass("optimize", optimize, "snn", "snn")
+_CALIBRATE_SNN = Pass("calibrate_snn", calibrate_snn, "snn", "snn")
 SNN_PASSES = {p.name: p for p in (
     Pass("normalize", normalize, "snn", "snn"),
     _OPTIMIZE,
+    _CALIBRATE_SNN,
     Pass("quantize", quantize, "snn", "snn"),
     Pass("split_fan_in", split_fan_in, "snn", "snn"),
     Pass("map_cores", map_truenorth, "snn", "snn"),
@@ -129,10 +135,13 @@ def compile_graph(ann: Graph, ctx: CompileContext) -> CompileResult:
     ann = run_passes(ann, ann_passes, ctx, done)
     snn = run_passes(ann, (LOWERING,), ctx, done)
     passes = target_passes(ctx.options.target)
+    normalize_pass, rest = passes[:1], passes[1:]
+    quiet = dataclasses.replace(ctx, calib_x=None, calib_y=None, progress=_identity, print_ir_after=())
+    finish = dataclasses.replace(ctx, ann_graph=ann, finish=lambda g: run_passes(g, rest, quiet, []))
+    snn = run_passes(snn, normalize_pass, ctx, done)
     if ctx.options.optimize:
-        rest = passes[1:]
-        quiet = dataclasses.replace(ctx, calib_x=None, calib_y=None, progress=_identity, print_ir_after=())
-        ctx = dataclasses.replace(ctx, ann_graph=ann, finish=lambda g: run_passes(g, rest, quiet, []))
-        passes = passes[:1] + (_OPTIMIZE,) + rest
-    snn = run_passes(snn, passes, ctx, done)
+        snn = run_passes(snn, (_OPTIMIZE,), finish, done)
+    if ctx.options.snn_calibration != "none":
+        snn = run_passes(snn, (_CALIBRATE_SNN,), finish, done)
+    snn = run_passes(snn, rest, ctx, done)
     return CompileResult(ann=ann, snn=snn, passes=done)
