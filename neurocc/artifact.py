@@ -34,7 +34,8 @@ from neurocc.ir.serialize import from_dict, to_dict
 from neurocc.options import CompileOptions
 
 FORMAT = "neurocc-artifact"
-FORMAT_VERSION = 5         # 4: options.preprocess.transpose; 5: options.max_pool
+FORMAT_VERSION = 6         # 4: options.preprocess.transpose; 5: options.max_pool; 6: options.snn_calibration,
+                           # calibration_steps
 MANIFEST = "manifest.json"
 _KEYS = {"format": str, "format_version": int, "neurocc_version": str, "created": str, "source": dict,
          "target": str, "options": dict, "passes": list, "files": dict, "checksum": str}

@@ -290,6 +290,8 @@ _COMPILE_FLAGS = {
     "--optimize-steps": ["2", "0", "-1"],
     "--optimize-samples": ["2", "0", "-5"],
     "--optimize-weights": ["1 1 0", "nan 1 0", "-1 0 0", "1 1", "inf 0 0"],
+    "--snn-calibration": ["none", "bias", "full"],
+    "--calibration-steps": ["2", "0", "-1", "x"],
     "--print-ir-after": ["normalize", "nosuchpass", "all"],
 }
 _RUN_FLAGS = {

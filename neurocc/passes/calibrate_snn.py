@@ -17,6 +17,11 @@ correction only. Populations at the same depth (longest path from the input) are
 simulation, which runs only the graph up to them. Accumulating read-outs are not corrected: they integrate their
 input exactly, so their error is their inputs'.
 
+A correction that assumes a rate proportional to the input is only first-order for neurons that reset to zero
+or stay refractory, so the pass keeps the calibrated network only if its accuracy at T on the calibration
+images (with labels; else its agreement with the ANN) is at least the uncalibrated one's, and says so in a compile
+note either way.
+
 The SNN is simulated in the target's own semantics: each candidate goes through the passes after this one
 (``ctx.finish``: ``quantize`` for integer targets, so the correction is quantised like every bias, and the
 chip's reset, refractory step and delays are what is measured). It runs after ``optimize``, whose rate scales and
@@ -89,7 +94,7 @@ def calibrate_snn(graph: Graph, ctx) -> Graph:
     finish = ctx.finish or (lambda g: g)
     with torch.no_grad():
         targets = run_rate(graph, torch.from_numpy(np.ascontiguousarray(x)), saturate=True,
-                           keep=lambda n: isinstance(graph.payload(n), Population))
+                           keep=lambda n: isinstance(graph.payload(n), Population) or n in graph.outputs)
     g = graph.copy()
     depth = _depths(g)
     spiking = [n for n in g.topo_order() if isinstance(g.payload(n), Population) and g.payload(n).readout == "spike"]
@@ -108,7 +113,27 @@ def calibrate_snn(graph: Graph, ctx) -> Graph:
             g.set_payload(name, dataclasses.replace(node, bias=node.bias + _channel_mean(error, g.shape(name))))
             report.append({"population": name, "mean_abs_error": float(np.abs(error).mean()),
                            "mean_error": float(error.mean())})
-    g.meta["snn_calibration"] = {"level": opts.snn_calibration, "steps": steps, "samples": len(x),
-                                 "seconds": round(time.perf_counter() - t0, 2), "populations": report}
+    truth = (ctx.calib_y[:len(x)] if ctx.calib_y is not None else
+             targets[graph.outputs[0]].numpy().reshape(len(x), -1).argmax(1))
+    scores = {"uncalibrated": _accuracy_at(finish(graph), x, truth, steps),
+              "calibrated": _accuracy_at(finish(g), x, truth, steps)}
+    kept = scores["calibrated"] >= scores["uncalibrated"]
+    what = "accuracy" if ctx.calib_y is not None else "agreement with the ANN"
+    out = g if kept else graph.copy()
+    out.meta["snn_calibration"] = {"level": opts.snn_calibration, "steps": steps, "samples": len(x), "kept": kept,
+                                   "measure": what, **scores, "seconds": round(time.perf_counter() - t0, 2),
+                                   "populations": report}
+    out.meta.setdefault("notes", []).append(
+        f"--snn-calibration {opts.snn_calibration}: {what} at T = {steps} on {len(x)} calibration images "
+        f"{100 * scores['uncalibrated']:.1f} % -> {100 * scores['calibrated']:.1f} %"
+        + ("" if kept else "; not better, so the network is kept uncalibrated"))
     log.info("calibrate_snn: %d populations in %.1f s", len(report), time.perf_counter() - t0)
-    return g
+    return out
+
+
+def _accuracy_at(snn: Graph, x: np.ndarray, truth: np.ndarray, steps: int) -> float:
+    """The fraction of ``x`` whose prediction after ``steps`` steps is ``truth``."""
+    from neurocc.backends import BACKENDS
+    from neurocc.decode import predictions
+    trace = BACKENDS["reference"].run(snn, x, steps, batch_size=BATCH)
+    return float((predictions(trace, snn.outputs[0])[-1] == truth).mean())
