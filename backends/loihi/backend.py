@@ -33,9 +33,9 @@ from .network import build_netlist, check_loihi, write_network
 
 log = logging.getLogger("neurocc")
 PROGRAM = Path(__file__).with_name("program.py")
-METHOD = ("neurocc's Loihi core mapping of the emitted Lava network (backends/loihi/mapping.py): contiguous neuron "
-          "ranges per core within the compartment, fan-in, synapse-memory (a lower bound) and fan-out limits of "
-          "the hardware model; Intel's own placement for hardware is not public")
+METHOD = ("neurocc's Loihi core mapping of the emitted Lava network (backends/loihi/mapping.py): ranges of neurons in "
+          "channels-last order, one per core, within the compartment, fan-in, synapse-memory (a lower bound) and "
+          "fan-out limits of the hardware model; Intel's own placement for hardware is not public")
 
 
 def write_program(graph, folder: Path):
