@@ -12,10 +12,9 @@ that each layer is corrected for the (already corrected) spikes it actually rece
                                                      channel c (a dense layer: each neuron is its own channel)
 
 A constant bias change of mu raises the charge a neuron integrates by mu a step, so its count at T by about T mu,
-the expected error; it leaves the ANN function of every other layer as it was and changes layer l's by the
-correction only. Populations at the same depth (longest path from the input) are corrected together from one
+the expected error; nothing but the biases of spiking populations changes, and the targets stay the original ANN's. Populations at the same depth (longest path from the input) are corrected together from one
 simulation, which runs only the graph up to them. Accumulating read-outs are not corrected: they integrate their
-input exactly, so their error is their inputs'.
+input exactly, so their error is their inputs' (correcting their per-class bias too was measured: no gain).
 
 A correction that assumes a rate proportional to the input is only first-order for neurons that reset to zero
 or stay refractory, so the pass keeps the calibrated network only if its accuracy at T on the calibration
