@@ -68,8 +68,6 @@ def _rates(snn: Graph, names: list, x: np.ndarray, steps: int) -> dict:
     prefix = snn.copy()
     prefix.outputs = tuple(names)
     prefix.remove_dead()
-    for name in names:
-        prefix.set_payload(name, dataclasses.replace(prefix.payload(name), readout="spike"))
     sim = Simulator(prefix)
     out = {name: [] for name in names}
     for start in range(0, len(x), BATCH):
