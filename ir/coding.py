@@ -41,12 +41,40 @@ class Poisson:
         return poisson_spikes(x, sample_ids, steps, self.seed)
 
 
-CODINGS: dict[str, type] = {cls.name: cls for cls in (Analog, Poisson)}
+@dataclass(frozen=True)
+class Phase:
+    """Weighted spikes (phase coding, weighted-spikes §4.1-4.2): x as a K-bit binary fraction, one bit per step.
+
+    |x| is rounded to K bits, |x| ~ sum_p bit_p 2^-(1+p) with |x| <= 1 - 2^-K (weighted-spikes §4.2: inputs
+    in [0, 1 - 2^-K]); phase p = mod(t - 1, K) of step t sends sign(x) * bit_p, most significant bit first,
+    and the period repeats. The spike of phase p weighs omega(t) = 2^-(1+p) (eq. 6): the receiving
+    population scales its input current by omega(t) (``ir.neurons.WeightedIF``), so one period delivers x.
+    """
+    name: ClassVar[str] = "phase"
+    constant: ClassVar[bool] = False
+    phases: int = 8
+
+    def __post_init__(self):
+        if not 1 <= self.phases <= MAX_PHASES:
+            raise ValueError(f"phase coding needs 1 to {MAX_PHASES} phases, got {self.phases}")
+
+    def encode(self, x, sample_ids, steps):
+        import torch
+        k = self.phases
+        levels = torch.round(x.abs().to(torch.float64) * 2.0 ** k).clamp(max=2.0 ** k - 1).to(torch.int64)
+        bit = (k - 1 - torch.remainder(steps.to(x.device) - 1, k)).reshape((-1,) + (1,) * x.dim())
+        return ((levels[None] >> bit) & 1).to(x.dtype) * torch.sign(x)[None]
 
 
-def coding_named(name: str, seed: int = 0):
-    """The coding ``name`` (``CODINGS``), seeded where it draws random numbers."""
-    return Poisson(seed=seed) if name == "poisson" else CODINGS[name]()
+MAX_PHASES = 24         # 2^(K-1) scales an integer state (``WeightedIF``): beyond 24 bits nothing is left
+CODINGS: dict[str, type] = {cls.name: cls for cls in (Analog, Poisson, Phase)}
+
+
+def coding_named(name: str, seed: int = 0, phases: int = 8):
+    """The coding ``name`` (``CODINGS``), seeded where it draws random numbers, with ``phases`` for phase coding."""
+    if name == "poisson":
+        return Poisson(seed=seed)
+    return Phase(phases=phases) if name == "phase" else CODINGS[name]()
 
 
 def _hash32(x: torch.Tensor) -> torch.Tensor:

@@ -84,6 +84,7 @@ def run_rate(graph: Graph, x, saturate: bool = False, keep: Optional[Callable[[s
             continue
         batch = next(iter(values.values())).shape[0]
         current = ops.tensor_of(node, "bias", values[graph.inputs[0]]).expand(batch, *node.shape)
+        current = current * node.neuron.bias_weight()
         for src, _, proj in graph.projections(name):
             current = current + apply_chain(proj.ops, values[src])
         if node.readout == "accumulate":

@@ -86,6 +86,11 @@ class NeuronModel:
         """The ideal NL-IAF neuron this model is (for the fused kernel), or None."""
         return None
 
+    def bias_weight(self) -> float:
+        """The bias's weight in the rate view (``ir.executor.run_rate``): what one period of steps adds per step's
+        worth of bias (1; weighted spikes: the period's weights, 1 - 2^-K)."""
+        return 1.0
+
     def as_readout(self) -> Optional["NeuronModel"]:
         """This chip's cell as an accumulating read-out (integrating as it does, never firing), or None where a
         read-out is the unbounded accumulator V <- V + I + b (``ir.snn``)."""
@@ -131,6 +136,10 @@ class IF(NeuronModel):
     def as_nliaf(self) -> "IF":
         return self
 
+    def step_weights(self, t0: int, steps: int, integer: bool, device=None) -> Optional[torch.Tensor]:
+        """The factor on each step's input current (t0+1..t0+steps), or None where every step's is 1."""
+        return None
+
     def step(self, state: dict, drive: torch.Tensor, t: int) -> torch.Tensor:
         v, fired = state["v"], state["fired"]
         v.add_(drive + state["bias"])
@@ -138,6 +147,10 @@ class IF(NeuronModel):
         if v.dtype == torch.int64:
             fit(v, self.state_bits, self.overflow)
             threshold = int(threshold)
+        return self._fire(v, fired, threshold)
+
+    def _fire(self, v: torch.Tensor, fired: torch.Tensor, threshold) -> torch.Tensor:
+        """Compare V with ``threshold``, reset where it fired, return the spikes."""
         if self.compare == ">=":
             torch.ge(v, threshold, out=fired)
         else:
@@ -147,6 +160,61 @@ class IF(NeuronModel):
         else:
             v.masked_fill_(fired, 0)
         return fired
+
+
+@dataclass(frozen=True)
+class WeightedIF(IF):
+    """The NL-IAF neuron of weighted spikes (phase coding, weighted-spikes §4.2, eq. 8-10) with K phases.
+
+    Step t has phase p = mod(t - 1, K) and spike weight omega(t) = 2^-(1+p) (eq. 6). Float mode, eq. 8-10:
+
+        z = omega(t) (I + beta)             I the drive, beta the bias (b / (1 - 2^-K), set by ``phase_coding``)
+        s = V + z >= omega(t) theta;   V <- V + z - omega(t) theta s        (reset "zero": V <- 0 where s)
+
+    Integer mode scales the whole equation by 2^K, so every weight is an exact left shift: z = (I + beta) <<
+    (K - 1 - p), threshold theta << (K - 1 - p). That is eq. 18's hardware form (compare with an unscaled
+    theta) with V held in units of 2^-K instead of being shifted right each step, which would drop its low
+    bits at every period's end; the spikes are those of eq. 8-10. ``quantize`` keeps theta << (K - 1) within
+    the state's headroom. A read-out ignores its input for the first ``skip_steps`` steps (weighted-spikes §5.1:
+    the output layer skips the first periods' noise spikes).
+    """
+    semantics: ClassVar[str] = "nliaf-weighted"
+    phases: int = 8              # K
+    skip_steps: int = 0          # [steps] whose input current is dropped (read-outs)
+
+    def init_state(self, bias: torch.Tensor, batch: int, dtype: torch.dtype) -> dict:
+        """V(0) = v0 theta 2^-K: a fraction of the finest spike weight's threshold, so that v0 = 0.5 rounds
+        each period's K-bit value to the nearest (as it rounds a rate code's count); in integer units (x 2^K)
+        that is round(v0 theta), as for ``IF``."""
+        state = super().init_state(bias, batch, dtype)
+        if dtype != torch.int64:
+            state["v"].mul_(2.0 ** -self.phases)
+        return state
+
+    def as_nliaf(self) -> None:
+        return None
+
+    def bias_weight(self) -> float:
+        return 1.0 - 2.0 ** -self.phases
+
+    def step_weights(self, t0: int, steps: int, integer: bool, device=None) -> torch.Tensor:
+        """(steps,) the factor on the input current of steps t0+1..t0+steps: omega(t) (float), 2^(K-1-p) (integer),
+        0 for a skipped step."""
+        t = torch.arange(t0 + 1, t0 + steps + 1, device=device)
+        p = torch.remainder(t - 1, self.phases)
+        w = torch.ones_like(t) << (self.phases - 1 - p) if integer else torch.pow(0.5, 1 + p.double())
+        return torch.where(t > self.skip_steps, w, torch.zeros_like(w))
+
+    def step(self, state: dict, drive: torch.Tensor, t: int) -> torch.Tensor:
+        v, fired = state["v"], state["fired"]
+        integer = v.dtype == torch.int64
+        w = self.step_weights(t - 1, 1, integer)[0].item()
+        p = (t - 1) % self.phases
+        threshold = (int(self.threshold) << (self.phases - 1 - p)) if integer else self.threshold * 0.5 ** (1 + p)
+        v.add_((drive + state["bias"]) * w)
+        if integer:
+            fit(v, self.state_bits, self.overflow)
+        return self._fire(v, fired, threshold)
 
 
 @dataclass(frozen=True)
@@ -283,7 +351,7 @@ def _smul(a: torch.Tensor, b: int) -> torch.Tensor:
     return fit((a * b) >> 15, 32, "wrap")
 
 
-MODELS: dict[str, type] = {cls.semantics: cls for cls in (IF, TrueNorth, LoihiLIF, SpinnakerLIF)}
+MODELS: dict[str, type] = {cls.semantics: cls for cls in (IF, WeightedIF, TrueNorth, LoihiLIF, SpinnakerLIF)}
 
 
 def from_hwmodel(hw, threshold: float, v0: float, reset: str) -> NeuronModel:

@@ -160,6 +160,9 @@ class _BatchRun:
             current = current + state["bias"]
             if current.shape[0] == 1 and tb > 1:
                 current = current.expand((tb,) + tuple(current.shape[1:]))
+            weights = node.neuron.step_weights(t0, tb, self.sim.integer, v.device)
+            if weights is not None:                 # weighted spikes: omega(t) (I + b), eq. 8
+                current = current * weights.to(current.dtype).reshape((tb,) + (1,) * (current.dim() - 1))
             potentials = v[None] + torch.cumsum(current, dim=0)
             state["v"] = potentials[-1].clone()
             record.readout(name, potentials)

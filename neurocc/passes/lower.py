@@ -97,7 +97,7 @@ def lower_to_snn(ann: Graph, ctx) -> Graph:
     for name in ann.topo_order():
         op = ann.payload(name)
         if isinstance(op, ops.Input):
-            snn.add_node(name, InputSource(shape=op.shape, coding=coding_named(opts.coding, opts.coding_seed)), op.shape)
+            snn.add_node(name, InputSource(shape=op.shape, coding=coding_named(opts.coding, opts.coding_seed, opts.phases)), op.shape)
         elif isinstance(op, ops.Relu):
             add_population(name, ann.inputs_of(name)[0], "spike", name, cap=op.cap)
 

@@ -11,7 +11,8 @@ threshold / weight / bias ratios are kept:
 vth is the largest integer that lets (1) the threshold fit its bits and leave 8x headroom in the
 state width, (2) every bias fit the bias format, (3) every projection's weights fit the weight bits
 with an exponent no larger than the format's maximum. e is then the smallest exponent whose weights
-fit, so each projection uses its full weight range. Where the chip sums each receptor's weights into a
+fit, so each projection uses its full weight range. Weighted spikes (``ir.neurons.WeightedIF``) shift the
+threshold and the input left by up to K - 1 bits in a step, so (1) keeps the headroom above theta << (K - 1). Where the chip sums each receptor's weights into a
 bounded accumulator (``weights.sum_bits``: sPyNNaker's 16-bit ring-buffer slots, which saturate), the exponent
 also keeps the largest possible sum of one sign's integer weights into a neuron in one step (every spiking
 source firing at once) below 2^sum_bits, so no sum ever saturates. Loihi's mixed-sign weights lose their LSB (lava's
@@ -37,7 +38,7 @@ import torch
 from neurocc.errors import NeuroccError
 from neurocc.ir import Graph, ops
 from neurocc.ir.executor import apply_chain, run_rate
-from neurocc.ir.neurons import IF, MODELS, from_hwmodel
+from neurocc.ir.neurons import IF, MODELS, WeightedIF, from_hwmodel
 from neurocc.ir.snn import InputSource, Population, Projection
 
 from .rescale import scale_chain
@@ -246,6 +247,11 @@ def _summed(g: Graph, incoming: list, weights: list, analog: bool = False) -> fl
     return max((float(t.max()) for t in totals.values()), default=0.0)
 
 
+def _phase_shift(neuron) -> int:
+    """Bits by which weighted spikes scale the threshold in the first phase (``WeightedIF``: K - 1), else 0."""
+    return neuron.phases - 1 if isinstance(neuron, WeightedIF) else 0
+
+
 def _choose_vth(graph: Graph, name: str, node: Population, incoming: list, hw) -> tuple[int, float]:
     """(vth, gain): the largest integer vth the formats allow (module docstring), and 1.
 
@@ -254,7 +260,8 @@ def _choose_vth(graph: Graph, name: str, node: Population, incoming: list, hw) -
     n, w = hw.neuron, hw.weights
     tshift = 2.0 ** n.threshold_shift
     limits = {"threshold bits": min(2 ** (n.threshold_bits - 1) - 1, STORED_MAX / tshift),
-              "state headroom": 2 ** (n.state_bits - 1) / HEADROOM / tshift / 2 ** n.leak_shift}
+              "state headroom": 2 ** (n.state_bits - 1) / HEADROOM / tshift / 2 ** n.leak_shift
+              / 2 ** _phase_shift(node.neuron)}
     max_bias = float(np.abs(node.bias).max()) if node.bias.size else 0.0
     if max_bias > 0:
         limits["bias format"] = min(_max_bias(n), STORED_MAX) / (max_bias * tshift)
@@ -342,10 +349,14 @@ def quantize(graph: Graph, ctx) -> Graph:
         reset = (ctx.options.reset or hw.neuron.reset) if fixed_reset else neuron.reset
         chip = from_hwmodel(hw, threshold=float(theta), v0=neuron.v0, reset=reset)
         if node.readout == "spike":
-            neuron = chip
+            chip_neuron = chip
         else:           # the chip's read-out cell, or an unbounded accumulator taking its input in the chip's units
-            neuron = chip.as_readout() or IF(threshold=float(theta), v0=neuron.v0, input_shift=hw.neuron.input_shift,
-                                              reset=reset)
+            chip_neuron = chip.as_readout() or IF(threshold=float(theta), v0=neuron.v0,
+                                                   input_shift=hw.neuron.input_shift, reset=reset)
+        if isinstance(neuron, WeightedIF):      # weighted spikes: the same neuron, its step weights kept
+            chip_neuron = WeightedIF(**dataclasses.asdict(chip_neuron), phases=neuron.phases,
+                                     skip_steps=neuron.skip_steps)
+        neuron = chip_neuron
         g.set_payload(name, dataclasses.replace(
             node, neuron=neuron, bias=_quantize_bias(node.bias.astype(np.float64) * theta, hw.neuron)))
     g.meta.update(mode="integer", hwmodel=hw.name, quantization=report)
@@ -362,7 +373,8 @@ def dequantize(g: Graph) -> Graph:
         if isinstance(node, InputSource):
             continue
         theta = node.neuron.threshold
-        out.set_payload(name, dataclasses.replace(node, neuron=IF(v0=node.neuron.v0), bias=node.bias / theta))
+        out.set_payload(name, dataclasses.replace(node, neuron=IF(v0=node.neuron.v0),
+                                                  bias=node.bias / theta * node.neuron.bias_weight()))
         for u, _, k, d in g.nx.in_edges(name, keys=True, data=True):
             proj = d["proj"]
             factor = 2.0 ** (proj.shift + node.neuron.input_shift) / theta
