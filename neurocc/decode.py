@@ -29,6 +29,11 @@ at every step, with N = t. How M and mu^ are formed from neurocc's read-outs at 
   due). A negative drive cannot take spikes back, hence the clip at 0; one spike per step at most, hence t.
   mu^ is the same rate without the flooring.
 * The head's mu^ is taken at the same step t as the final output's M: the head runs in the same network.
+* theta is in the units of V: a phase-coded read-out in integer mode holds V in units of 2^-K of the float
+  one (``ir.neurons.WeightedIF``), so its theta counts 2^K times (``threshold_units``); both modes then read
+  the same. Under phase coding V / theta grows by about (1 - 2^-K) / K of the activation per step (eq. 8), not
+  by the activation as under rate coding: the rates, counts and P are on that scale, and eq. 9's Bernoulli
+  spikes are an approximation of weighted ones.
 
 Ties of the posterior mean go to the higher potential V_j(t) of the final read-out, then to the lower class
 index: the argmax rule's, so that P = 0 decides exactly as argmax does (floor and clip keep the order of V).
@@ -47,6 +52,7 @@ import numpy as np
 
 from neurocc.backends.trace import Trace
 from neurocc.errors import NeuroccError
+from neurocc.ir.neurons import WeightedIF
 
 DECODES = ("argmax", "bayes")
 
@@ -83,6 +89,15 @@ def _steps(trace: Trace) -> np.ndarray:
     return np.arange(1, trace.steps + 1, dtype=np.int64)[:, None, None]
 
 
+def threshold_units(graph, output: str):
+    """theta of ``output``'s read-out in the units of its recorded potential: its threshold, times 2^K for a
+    phase-coded read-out in integer mode (V in units of 2^-K, ``WeightedIF``); an int in integer mode."""
+    neuron = graph.payload(output).neuron
+    if graph.meta.get("mode") != "integer":
+        return float(neuron.threshold)
+    return int(neuron.threshold) << (neuron.phases if isinstance(neuron, WeightedIF) else 0)
+
+
 def spike_counts(trace: Trace, graph, output: str) -> np.ndarray:
     """(steps, samples, classes) int64 M_j(t): a spiking read-out's spikes so far; for an accumulating one
     clip(floor(V_j(t) / theta), 0, t), the spikes of an IF neuron with V(0) = 0 and reset by subtraction under
@@ -90,10 +105,7 @@ def spike_counts(trace: Trace, graph, output: str) -> np.ndarray:
     r = trace.readouts[output]
     if r.count is not None:
         return r.count
-    theta = graph.payload(output).neuron.threshold
-    if np.issubdtype(r.potential.dtype, np.integer):     # integer mode: an integer threshold, exact floors
-        theta = int(theta)
-    floor = np.floor_divide(r.potential, theta)
+    floor = np.floor_divide(r.potential, threshold_units(graph, output))      # exact in integer mode
     return np.clip(floor, 0, _steps(trace)).astype(np.int64)
 
 
@@ -104,7 +116,7 @@ def firing_probabilities(trace: Trace, graph, output: str) -> np.ndarray:
     t = _steps(trace)
     if r.count is not None:
         return r.count / t
-    return np.clip(r.potential / (float(graph.payload(output).neuron.threshold) * t), 0.0, 1.0)
+    return np.clip(r.potential / (float(threshold_units(graph, output)) * t), 0.0, 1.0)
 
 
 def check_prior_weight(prior_weight: float) -> None:
@@ -154,7 +166,7 @@ def decoded(trace: Trace, graph, final: str, decode: str = "argmax", head: Optio
     r = trace.readouts[final]
     t = _steps(trace).astype(np.float64)
     if decode == "argmax":
-        evidence = r.potential / float(graph.payload(final).neuron.threshold) if r.count is None else r.count
+        evidence = r.potential / float(threshold_units(graph, final)) if r.count is None else r.count
         return Decoded(predictions(trace, final), np.asarray(evidence, np.float64), t)
     if decode != "bayes":
         raise NeuroccError(f"unknown decode {decode!r}; choose from {', '.join(DECODES)}")
