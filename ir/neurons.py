@@ -136,7 +136,7 @@ class IF(NeuronModel):
     def as_nliaf(self) -> "IF":
         return self
 
-    def step_weights(self, t0: int, steps: int, integer: bool, device=None) -> Optional[torch.Tensor]:
+    def step_weights(self, t0: int, steps: int, integer: bool, device=None, skip: bool = True) -> Optional[torch.Tensor]:
         """The factor on each step's input current (t0+1..t0+steps), or None where every step's is 1."""
         return None
 
@@ -197,13 +197,13 @@ class WeightedIF(IF):
     def bias_weight(self) -> float:
         return 1.0 - 2.0 ** -self.phases
 
-    def step_weights(self, t0: int, steps: int, integer: bool, device=None) -> torch.Tensor:
+    def step_weights(self, t0: int, steps: int, integer: bool, device=None, skip: bool = True) -> torch.Tensor:
         """(steps,) the factor on the input current of steps t0+1..t0+steps: omega(t) (float), 2^(K-1-p) (integer),
-        0 for a skipped step."""
+        and, with ``skip``, 0 for a skipped step."""
         t = torch.arange(t0 + 1, t0 + steps + 1, device=device)
         p = torch.remainder(t - 1, self.phases)
         w = torch.ones_like(t) << (self.phases - 1 - p) if integer else torch.pow(0.5, 1 + p.double())
-        return torch.where(t > self.skip_steps, w, torch.zeros_like(w))
+        return torch.where(t > self.skip_steps, w, torch.zeros_like(w)) if skip else w
 
     def step(self, state: dict, drive: torch.Tensor, t: int) -> torch.Tensor:
         v, fired = state["v"], state["fired"]

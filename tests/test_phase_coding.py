@@ -88,6 +88,23 @@ def test_one_period_delivers_w_x_plus_b_to_a_read_out():
     np.testing.assert_allclose(v[3 * k - 1], 2 * (x @ w_held.T + b_held), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("integer", [False, True])
+def test_max_pool_gate_passes_the_largest_weighted_sum(integer):
+    """§4.5: the gate passes the spike train of the input with the largest accumulated weighted sum, so with
+    MSB-first bits one period delivers each window's maximum."""
+    k, rng = 5, np.random.default_rng(2)
+    levels = rng.integers(0, 2 ** k, size=(6, 1, 4, 4))
+    pool = ops.MaxPool(kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0))
+    g = Graph("snn", inputs=("x",), outputs=("out",), meta={"mode": "integer"} if integer else {})
+    g.add_node("x", InputSource(shape=(1, 4, 4), coding=Phase(phases=k)), (1, 4, 4))
+    g.add_node("out", Population(shape=(4,), bias=np.zeros(4), readout="accumulate", neuron=WeightedIF(phases=k)), (4,))
+    g.add_projection("x", "out", Projection(ops=(pool, ops.Flatten(), ops.Gemm(weight=np.eye(4)))))
+    trace = Simulator(g).run(levels / 2 ** k, 2 * k)
+    window_max = levels.reshape(6, 2, 2, 2, 2).max(axis=(2, 4)).reshape(6, 4)
+    units = 2 ** k if integer else 1.0          # integer read-outs count in units of 2^-K
+    np.testing.assert_array_equal(trace.readouts["out"].potential[-1], 2 * window_max / 2 ** k * units)
+
+
 def _eq_8_to_10_in_integers(x_levels, w1, b1, w2, b2, k, theta, steps, skip):
     """weighted-spikes eq. 8-10 scaled by 2^K (integer shifts), by hand: the hidden spikes and read-out per step."""
     v = np.zeros((len(x_levels), w1.shape[0]), np.int64)

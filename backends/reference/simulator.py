@@ -71,7 +71,9 @@ class _Gate:
         self.acc = None
         self.pooled = None
 
-    def __call__(self, op: ops.MaxPool, s: torch.Tensor) -> torch.Tensor:
+    def __call__(self, op: ops.MaxPool, s: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if weights is not None:
+            return self._weighted(op, s, weights)
         t, b = s.shape[:2]
         acc = torch.cumsum(s, dim=0) + (self.acc if self.acc is not None else 0)
         flat = ops.apply(op, [acc.reshape((t * b,) + tuple(acc.shape[2:]))])
@@ -80,6 +82,25 @@ class _Gate:
         out = pooled - torch.cat([prev, pooled[:-1]])
         self.acc, self.pooled = acc[-1:], pooled[-1:]
         return out
+
+    def _weighted(self, op: ops.MaxPool, s: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Weighted spikes (weighted-spikes §4.5 with phase coding): pass the spike of the input whose accumulated
+        weighted sum C(t) = sum omega s is the largest (ties: a spike passes if any tied input spikes).
+
+        C is kept in integer units of the finest weight (``weights``, 2^(K-1-p)); with the spikes' signs
+        sigma in {-1, 0, 1}, max over a window of 4 C + sigma picks the largest C first and then its largest
+        sigma, so maxpool(4 C + sigma) - 4 maxpool(C) is the winner's spike, exactly, in float64."""
+        t, b = s.shape[:2]
+        sign = torch.sign(s).to(torch.float64)
+        acc = torch.cumsum(sign * weights.to(torch.float64).reshape((t,) + (1,) * (s.dim() - 1)), dim=0)
+        acc = acc + (self.acc if self.acc is not None else 0)
+        self.acc = acc[-1:]
+
+        def pool(z):
+            y = ops.apply(op, [z.reshape((t * b,) + tuple(z.shape[2:]))])
+            return y.reshape((t, b) + tuple(y.shape[1:]))
+        winner = pool(4 * acc + sign) - 4 * pool(acc)
+        return winner.to(s.dtype) * s.abs().max()
 
 
 class _BatchRun:
@@ -132,7 +153,8 @@ class _BatchRun:
                     s = self._delayed(src, s, proj.delay, tb)
                 chain = proj.ops
                 if chain and isinstance(chain[0], ops.MaxPool):
-                    s = self.gates[(src, name, k)](chain[0], s)
+                    weights = node.neuron.step_weights(t0, s.shape[0], True, s.device, skip=False)
+                    s = self.gates[(src, name, k)](chain[0], s, weights)
                     chain = chain[1:]
                 t = s.shape[0]
                 flat_s = s.reshape((t * self.b,) + tuple(s.shape[2:]))
