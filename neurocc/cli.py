@@ -100,6 +100,7 @@ def cmd_compile(args) -> int:
                           granularity=args.granularity, optimize=args.optimize,
                           optimize_steps=args.optimize_steps, optimize_samples=args.optimize_samples,
                           snn_calibration=args.snn_calibration, calibration_steps=args.calibration_steps,
+                          heads=tuple(args.heads), heads_steps=args.heads_steps, prior_weight=args.prior_weight,
                           optimize_weights=tuple(args.optimize_weights or ()), reset=args.reset, v0=args.v0,
                           readout=args.readout, coding=args.coding, coding_seed=args.seed, max_pool=args.max_pool,
                           calib_samples=args.calib_samples, batch_size=args.batch_size, preprocess=pre)
@@ -146,6 +147,8 @@ def cmd_compile(args) -> int:
             print(_mapping_table(result.snn.meta["core_mapping"]))
         if "optimization" in result.snn.meta:
             print(_optimization_summary(result.snn.meta["optimization"]))
+        if "heads" in result.snn.meta:
+            print(_heads_summary(result.snn.meta))
         for note in result.snn.meta.get("notes", []):
             print(f"note: {note}")
         print(f"compiled {args.model} for target {opts.target} in {elapsed:.2f} s -> {out}")
@@ -194,6 +197,26 @@ def _optimization_summary(report: dict) -> str:
             f"step {100 * before['final_accuracy']:.2f} % -> {100 * after['final_accuracy']:.2f} %, "
             f"P_l {before['P_l']:.2f} -> {after['P_l']:.2f})\n"
             + table(["phase", "dims", "evals", "L before", "L after", "s"], rows, align="lrrrrr"))
+
+
+def _heads_summary(meta: dict) -> str:
+    """The kept intermediate-prediction heads and, for ``--heads auto``, what each variant measured."""
+    from neurocc.report import table
+
+    line = "heads kept (for Bayesian fusion): " + (", ".join(meta["heads"]) or "none")
+    report = meta.get("place_heads")
+    if report is None:
+        return line
+
+    def uj(j):
+        return "-" if j is None else f"{1e6 * j:.4g}"
+    rows = [[r["model_output"] or "(no head)", r["steps_to_goal"] or f"> {report['steps']}", uj(r["energy_to_goal_j"]),
+             f"{100 * r['final_accuracy']:.2f}", uj(r["energy_j"])] for r in report["candidates"]]
+    return (f"{line}\n--heads auto: {report['samples']} calibration images x {report['steps']} steps, Bayesian fusion "
+            f"at P = {report['prior_weight']:g}, goal ANN - 1 pt = {100 * report['goal_accuracy']:.2f} %, energy: "
+            f"{report['energy_model']}\n"
+            + table(["variant", "steps to goal", "µJ to goal", f"accuracy % at {report['steps']}",
+                     f"µJ over {report['steps']}"], rows, align="lrrrr"))
 
 
 def _quantization_table(meta: dict) -> str:
@@ -568,6 +591,8 @@ def cmd_inspect(args) -> int:
             print(_mapping_table(art.snn.meta["core_mapping"]))
         if "optimization" in art.snn.meta:
             print(_optimization_summary(art.snn.meta["optimization"]))
+        if "heads" in art.snn.meta:
+            print(_heads_summary(art.snn.meta))
         if args.ir:
             print(dump(art.snn))
         return 0
@@ -633,6 +658,7 @@ def _formats_table(name: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from neurocc.backends import BACKENDS, TARGETS
     from neurocc.ir.coding import CODINGS
+    from neurocc.options import CompileOptions
 
     p = _Parser(prog="neurocc", description="Compile trained neural networks (ONNX) into spiking networks.")
     p.add_argument("--version", action="version", version=f"neurocc {__version__}")
@@ -672,6 +698,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "2021); default none")
     c.add_argument("--calibration-steps", type=int, default=32, metavar="T",
                    help="the latency T --snn-calibration corrects the rates at (default 32)")
+    c.add_argument("--heads", nargs="+", default=["all"], metavar="NAME|auto|all|none",
+                   help="intermediate-prediction heads (model outputs with the final output's class count) kept as "
+                        "read-outs for Bayesian fusion (bayesian-fusion 3): the named ones, all (default), none, or "
+                        "auto: the one reaching ANN - 1 pt with the least energy on --calib (needs labels), or none")
+    c.add_argument("--heads-steps", type=int, default=100, metavar="N",
+                   help="--heads auto: steps simulated per variant (default 100)")
+    c.add_argument("--prior-weight", type=float, default=CompileOptions.prior_weight, metavar="P",
+                   help=f"--heads auto: prior weight P of Bayesian fusion, eq. 16 "
+                        f"(default {CompileOptions.prior_weight:g})")
     c.add_argument("--reset", choices=("subtract", "zero"),
                    help="reset after a spike (default: subtract; chips reset as their hardware does: loihi to zero, or "
                         "subtract with neurocc's soft-reset SRIF Lava process)")

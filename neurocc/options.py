@@ -59,6 +59,7 @@ class Preprocess:
 
 
 SNN_CALIBRATIONS = ("none", "bias")
+HEAD_CHOICES = ("all", "auto", "none")     # --heads keywords; anything else names heads
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class CompileOptions:
     optimize_weights: tuple = ()        # (lambda_e, lambda_l, lambda_p) of eq. 11; () = (1, 1/steps, 0)
     snn_calibration: str = "none"       # none | bias: layer-wise bias calibration at calibration_steps (calibrate_snn)
     calibration_steps: int = 32         # the latency T the calibration corrects the rates at
+    heads: tuple = ("all",)             # intermediate-prediction heads kept (place_heads): all | auto | none | names
+    heads_steps: int = 100              # --heads auto: steps simulated per variant
+    prior_weight: float = 10.0          # --heads auto: P of Bayesian fusion (eq. 16), = decode.DEFAULT_PRIOR_WEIGHT
     batch_size: int = 128
     seed: int = 0                       # calibration subsampling
     preprocess: Preprocess = field(default_factory=Preprocess)
@@ -113,6 +117,7 @@ class CompileOptions:
         for name, value in (("--batch-size", self.batch_size), ("--calib-samples", self.calib_samples)):
             if value < 1:
                 raise NeuroccError(f"{name} must be at least 1, got {value}")
+        _check_heads(self)
         if not 0 <= self.coding_seed < 2 ** 32:
             raise NeuroccError(f"--seed must be in 0..2^32-1, got {self.coding_seed}")
         if not 0.0 <= self.v0 < 1.0:
@@ -130,7 +135,22 @@ class CompileOptions:
         _exact_keys(pre, Preprocess, "options.preprocess")
         pre = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()})
         d["optimize_weights"] = tuple(d["optimize_weights"])
+        d["heads"] = tuple(d["heads"])
         return cls(preprocess=pre, **d)
+
+
+def _check_heads(opts: CompileOptions) -> None:
+    """--heads: names, or one of all, auto, none alone; --heads-steps, --prior-weight in range."""
+    if not opts.heads or not all(isinstance(h, str) and h for h in opts.heads):
+        raise NeuroccError("--heads takes output names, or one of all, auto, none")
+    if len(opts.heads) > 1 and set(opts.heads) & set(HEAD_CHOICES):
+        raise NeuroccError(f"--heads {' '.join(opts.heads)}: all, auto and none stand alone, without names")
+    if len(set(opts.heads)) != len(opts.heads):
+        raise NeuroccError(f"--heads {' '.join(opts.heads)}: a head is named twice")
+    if opts.heads_steps < 1:
+        raise NeuroccError(f"--heads-steps must be at least 1, got {opts.heads_steps}")
+    if not 0 <= opts.prior_weight < math.inf:           # also refuses NaN
+        raise NeuroccError(f"--prior-weight must be a finite number >= 0, got {opts.prior_weight}")
 
 
 def _exact_keys(d, cls, where: str) -> None:

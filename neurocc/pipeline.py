@@ -1,7 +1,7 @@
 """The ordered pass lists, in one place, and the pass manager that runs them.
 
-    ANN: canonicalize -> fold_batchnorm [-> average_max_pools] -> calibrate -> lower_to_snn -> SNN: normalize [-> optimize]
-         [-> calibrate_snn] [-> quantize]
+    ANN: canonicalize -> fold_batchnorm [-> average_max_pools] -> calibrate -> lower_to_snn -> SNN: normalize
+         [-> place_heads] [-> optimize] [-> calibrate_snn] [-> quantize]
          [-> split_fan_in -> map_cores (truenorth: partial sums for wide neurons, the core mapping and its
               splitter delays)]
 
@@ -11,6 +11,9 @@
 in ``neurocc.backends.TARGETS``: ``reference``
 stays in float; the integer targets quantise for their hardware model (hwmodels/). ``optimize`` runs
 with ``--optimize``, right after ``normalize``; it judges each candidate after the passes that follow it.
+``place_heads`` runs when the model has candidate heads (outputs after the first with its class count) or
+``--heads`` is not ``all``, before ``optimize``: it keeps the chosen heads (``auto`` simulates each after the passes
+that follow, ``finish``, like ``optimize``); the ANN reference then keeps the outputs the SNN kept.
 
 Every pass is followed by ``verify``. A pass that fails with a user error (``NeuroccError``) passes it
 on; any other failure is reported with the passes that already ran.
@@ -41,6 +44,7 @@ from neurocc.passes.fold_batchnorm import fold_batchnorm
 from neurocc.passes.lower import lower_to_snn
 from neurocc.passes.normalize import normalize
 from neurocc.passes.optimize import optimize
+from neurocc.passes.place_heads import ann_outputs_like, candidates, place_heads
 from neurocc.passes.quantize import quantize
 
 log = logging.getLogger(__name__)
@@ -54,10 +58,12 @@ _AVERAGE_POOLS = Pass("average_max_pools", average_max_pools, "ann", "ann")
 LOWERING = Pass("lower_to_snn", lower_to_snn, "ann", "snn")
 _OPTIMIZE = Pass("optimize", optimize, "snn", "snn")
 _CALIBRATE_SNN = Pass("calibrate_snn", calibrate_snn, "snn", "snn")
+_PLACE_HEADS = Pass("place_heads", place_heads, "snn", "snn")
 SNN_PASSES = {p.name: p for p in (
     Pass("normalize", normalize, "snn", "snn"),
     _OPTIMIZE,
     _CALIBRATE_SNN,
+    _PLACE_HEADS,
     Pass("quantize", quantize, "snn", "snn"),
     Pass("split_fan_in", split_fan_in, "snn", "snn"),
     Pass("map_cores", map_truenorth, "snn", "snn"),
@@ -139,9 +145,13 @@ def compile_graph(ann: Graph, ctx: CompileContext) -> CompileResult:
     quiet = dataclasses.replace(ctx, calib_x=None, calib_y=None, progress=_identity, print_ir_after=())
     finish = dataclasses.replace(ctx, ann_graph=ann, finish=lambda g: run_passes(g, rest, quiet, []))
     snn = run_passes(snn, normalize_pass, ctx, done)
+    if candidates(snn) or ctx.options.heads != ("all",):
+        snn = run_passes(snn, (_PLACE_HEADS,), finish, done)
     if ctx.options.optimize:
         snn = run_passes(snn, (_OPTIMIZE,), finish, done)
     if ctx.options.snn_calibration != "none":
         snn = run_passes(snn, (_CALIBRATE_SNN,), finish, done)
     snn = run_passes(snn, rest, ctx, done)
+    ann = ann_outputs_like(ann, snn)
+    verify(ann)
     return CompileResult(ann=ann, snn=snn, passes=done)
