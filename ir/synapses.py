@@ -34,9 +34,23 @@ def _counting_op(op: ops.Op) -> list:
     return [op]
 
 
+def _counting_chain(chain: tuple, src_shape: tuple) -> list:
+    """The chain with each op replaced by its counting ops (``_counting_op``); a global average pool counts
+    one synapse per covered input, like a pooling window (it needs the shape it sees)."""
+    out, shape = [], tuple(src_shape)
+    for op in chain:
+        if isinstance(op, ops.GlobalAvgPool):
+            out += [op, ops.Affine(scale=np.float32(np.prod(shape[1:])))]
+        else:
+            out += _counting_op(op)
+        with torch.no_grad():
+            shape = tuple(ops.apply(op, [torch.zeros((1,) + shape)]).shape[1:])
+    return out
+
+
 def chain_fan_out(chain: tuple, src_shape: tuple) -> np.ndarray:
     """Synapses of a chain leaving each neuron of its source, shape ``src_shape``."""
-    counting = [c for op in chain for c in _counting_op(op)]
+    counting = _counting_chain(chain, src_shape)
     with torch.enable_grad():
         x = torch.ones((1,) + tuple(src_shape), dtype=torch.float64, requires_grad=True)
         (grad,) = torch.autograd.grad(apply_chain(counting, x).sum(), x)
@@ -61,7 +75,7 @@ def fan_in(graph: Graph, dst: str) -> np.ndarray:
     total = np.zeros(graph.shape(dst), np.float64)
     with torch.no_grad():
         for src, _, proj in graph.projections(dst):
-            chain = [c for op in proj.ops for c in _counting_op(op)]
+            chain = _counting_chain(proj.ops, graph.shape(src))
             total += apply_chain(chain, torch.ones((1,) + graph.shape(src), dtype=torch.float64))[0].numpy()
     return total
 

@@ -141,6 +141,19 @@ def test_synaptic_events_are_spikes_times_fan_out():
     assert trace.events.keys() == {"n"} and trace.spikes.keys() == {"n"}     # analog input current is not spikes
 
 
+def test_a_global_average_pool_counts_one_synapse_per_covered_input():
+    """GAP + Gemm (an intermediate head's read-out): each neuron of the map reaches every class once."""
+    g = Graph("snn", inputs=["x"], outputs=["out"])
+    g.add_node("x", InputSource(shape=(2, 4, 4)), (2, 4, 4))
+    g.add_node("n", Population(shape=(2, 4, 4), bias=np.zeros((2, 4, 4))), (2, 4, 4))
+    g.add_node("out", Population(shape=(3,), bias=np.zeros(3), readout="accumulate"), (3,))
+    g.add_projection("x", "n", Projection(ops=()))
+    g.add_projection("n", "out", Projection(ops=(ops.GlobalAvgPool(), ops.Flatten(),
+                                                 ops.Gemm(weight=[[1.0, 0.0], [0.5, 2.0], [0.0, 1.0]]))))
+    fan = fan_out(g, "n")
+    assert fan[0].tolist() == np.full((4, 4), 2.0).tolist() and fan[1].tolist() == np.full((4, 4), 2.0).tolist()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu_on_exact_arithmetic():
     g = gate_graph()
