@@ -9,7 +9,8 @@ import numpy as np
 
 from neurocc.backends import TARGETS
 from neurocc.errors import NeuroccError
-from neurocc.ir.coding import CODINGS
+from neurocc.hwmodels import load_hwmodel
+from neurocc.ir.coding import CODINGS, MAX_PHASES
 
 NORMALIZATIONS = ("percentile", "max", "model")
 GRANULARITIES = ("channel", "layer")
@@ -73,6 +74,8 @@ class CompileOptions:
     readout: str = "accumulate"         # accumulate (membrane potential) | spike (spike count)
     coding: str = "analog"              # input coding compiled into the network (ir.coding); run may override
     coding_seed: int = 0                # seed of the Poisson coding
+    phases: int = 8                     # K of phase coding (weighted-spikes eq. 6)
+    skip_periods: int = 0               # phase coding: periods the read-outs ignore their input (weighted-spikes §5.1)
     max_pool: str = "gate"              # gate (the spiking max, weighted-spikes §4.5) | average (average pooling)
     calib_samples: int = 1000
     optimize: int = 0                   # evaluations of L_SNN for the rate/V0 search (0: no search)
@@ -117,6 +120,7 @@ class CompileOptions:
         for name, value in (("--batch-size", self.batch_size), ("--calib-samples", self.calib_samples)):
             if value < 1:
                 raise NeuroccError(f"{name} must be at least 1, got {value}")
+        _check_phase_coding(self)
         _check_heads(self)
         if not 0 <= self.coding_seed < 2 ** 32:
             raise NeuroccError(f"--seed must be in 0..2^32-1, got {self.coding_seed}")
@@ -137,6 +141,29 @@ class CompileOptions:
         d["optimize_weights"] = tuple(d["optimize_weights"])
         d["heads"] = tuple(d["heads"])
         return cls(preprocess=pre, **d)
+
+
+def _check_phase_coding(opts: CompileOptions) -> None:
+    """--phases and --skip-periods in range; phase coding only where the neurons can express it."""
+    if not 1 <= opts.phases <= MAX_PHASES:
+        raise NeuroccError(f"--phases must be 1 to {MAX_PHASES}, got {opts.phases}")
+    if opts.skip_periods < 0:
+        raise NeuroccError(f"--skip-periods must be at least 0, got {opts.skip_periods}")
+    if opts.coding != "phase":
+        return
+    hwmodel = TARGETS[opts.target].hwmodel
+    semantics = load_hwmodel(hwmodel).semantics if hwmodel else "nliaf"
+    if semantics != "nliaf":
+        capable = [t.name for t in TARGETS.values() if t.hwmodel is None or load_hwmodel(t.hwmodel).semantics == "nliaf"]
+        raise NeuroccError(f"--coding phase needs neurons that scale their threshold and input by each step's spike "
+                           f"weight (weighted-spikes eq. 8-10); {opts.target} neurons ({semantics}) cannot. Targets "
+                           f"that can: {', '.join(capable)}")
+    if opts.readout == "spike":
+        raise NeuroccError("--coding phase reads out membrane potentials (weighted-spikes eq. 16-17); "
+                           "use --readout accumulate")
+    if opts.snn_calibration != "none":
+        raise NeuroccError("--snn-calibration corrects firing rates, which phase coding does not use; "
+                           "use --snn-calibration none with --coding phase")
 
 
 def _check_heads(opts: CompileOptions) -> None:

@@ -1,11 +1,11 @@
 """The ordered pass lists, in one place, and the pass manager that runs them.
 
     ANN: canonicalize -> fold_batchnorm [-> average_max_pools] -> calibrate -> lower_to_snn -> SNN: normalize
-         [-> place_heads] [-> optimize] [-> calibrate_snn] [-> quantize]
+         [-> phase_coding] [-> place_heads] [-> optimize] [-> calibrate_snn] [-> quantize]
          [-> split_fan_in -> map_cores (truenorth: partial sums for wide neurons, the core mapping and its
               splitter delays)]
 
-``average_max_pools`` runs with ``--max-pool average``; ``calibrate_snn`` with ``--snn-calibration``, after
+``average_max_pools`` runs with ``--max-pool average``; ``phase_coding`` with ``--coding phase``; ``calibrate_snn`` with ``--snn-calibration``, after
 ``optimize`` (it corrects the rate code optimize chose; optimize judges its candidates without it), and like
 ``optimize`` it simulates each candidate after the passes that follow (``finish``). The SNN passes of each target are named by its entry
 in ``neurocc.backends.TARGETS``: ``reference``
@@ -44,6 +44,7 @@ from neurocc.passes.fold_batchnorm import fold_batchnorm
 from neurocc.passes.lower import lower_to_snn
 from neurocc.passes.normalize import normalize
 from neurocc.passes.optimize import optimize
+from neurocc.passes.phase_coding import phase_coding
 from neurocc.passes.place_heads import ann_outputs_like, candidates, place_heads
 from neurocc.passes.quantize import quantize
 
@@ -58,11 +59,13 @@ _AVERAGE_POOLS = Pass("average_max_pools", average_max_pools, "ann", "ann")
 LOWERING = Pass("lower_to_snn", lower_to_snn, "ann", "snn")
 _OPTIMIZE = Pass("optimize", optimize, "snn", "snn")
 _CALIBRATE_SNN = Pass("calibrate_snn", calibrate_snn, "snn", "snn")
+_PHASE_CODING = Pass("phase_coding", phase_coding, "snn", "snn")
 _PLACE_HEADS = Pass("place_heads", place_heads, "snn", "snn")
 SNN_PASSES = {p.name: p for p in (
     Pass("normalize", normalize, "snn", "snn"),
     _OPTIMIZE,
     _CALIBRATE_SNN,
+    _PHASE_CODING,
     _PLACE_HEADS,
     Pass("quantize", quantize, "snn", "snn"),
     Pass("split_fan_in", split_fan_in, "snn", "snn"),
@@ -145,6 +148,8 @@ def compile_graph(ann: Graph, ctx: CompileContext) -> CompileResult:
     quiet = dataclasses.replace(ctx, calib_x=None, calib_y=None, progress=_identity, print_ir_after=())
     finish = dataclasses.replace(ctx, ann_graph=ann, finish=lambda g: run_passes(g, rest, quiet, []))
     snn = run_passes(snn, normalize_pass, ctx, done)
+    if ctx.options.coding == "phase":
+        snn = run_passes(snn, (_PHASE_CODING,), ctx, done)
     if candidates(snn) or ctx.options.heads != ("all",):
         snn = run_passes(snn, (_PLACE_HEADS,), finish, done)
     if ctx.options.optimize:
