@@ -20,6 +20,11 @@ shorter paths: there the rates follow the same rules step by step,
 
 on the first ``TRANSIENT_SAMPLES`` samples. A Poisson-coded input fires at min(|x| / lambda_in, 1). Means over
 the data's samples, like a trace's counts.
+
+Weighted spikes (phase coding with K phases, ``ir.neurons.WeightedIF``) carry a population's normalised value
+a in [0, 1 - 2^-K] as its K-bit binary fraction once per period, so it emits popcount(round(a 2^K)) / K spikes
+per step (a phase-coded input likewise, with a = |x| / lambda_in); the noise spikes of the first period
+(weighted-spikes §4.3) are not predicted.
 """
 from __future__ import annotations
 
@@ -47,6 +52,18 @@ def firing_rate(z: np.ndarray, neuron) -> np.ndarray:
         with np.errstate(divide="ignore"):
             rate = np.where(rate > 0, 1.0 / (1.0 / rate + refractory), 0.0)
     return rate
+
+
+def spikes_per_step(value: np.ndarray, neuron) -> np.ndarray:
+    """The spikes per step that carry ``value`` (a rate, or under weighted spikes a K-bit fraction: its bits)."""
+    phases = getattr(neuron, "phases", 0)
+    return value if not phases else phase_bits(value, phases) / phases
+
+
+def phase_bits(value: np.ndarray, phases: int) -> np.ndarray:
+    """popcount(round(|value| 2^K)), the level clipped to K bits: the ones in a period of weighted spikes."""
+    levels = np.minimum(np.rint(np.abs(np.asarray(value, np.float64)) * 2.0 ** phases), 2 ** phases - 1).astype(np.int64)
+    return np.bitwise_count(levels)
 
 
 def onset_steps(snn: Graph) -> dict:
@@ -99,16 +116,23 @@ def predicted_activity(snn: Graph, x: np.ndarray, steps: int, batch_size: int = 
     spiking = [n for n in snn.nodes() if isinstance(snn.payload(n), Population) and snn.payload(n).readout == "spike"]
 
     def rate(name, drive):
-        return torch.from_numpy(firing_rate(drive.double().numpy(), snn.payload(name).neuron)).to(drive.dtype)
+        neuron = snn.payload(name).neuron
+        value = firing_rate(drive.double().numpy(), neuron)
+        if getattr(neuron, "phases", 0):                 # the largest K-bit fraction
+            value = np.minimum(value, 1.0 - 2.0 ** -neuron.phases)
+        return torch.from_numpy(value).to(drive.dtype)
     rates = {}
     for start in range(0, len(x), batch_size):
         values = run_rate(view, x[start:start + batch_size], keep=lambda n: n in spiking, rate_of=rate)
         for name in spiking:
-            rates[name] = rates.get(name, 0.0) + values[name].double().numpy().sum(axis=0)
+            spikes = spikes_per_step(values[name].double().numpy(), snn.payload(name).neuron)
+            rates[name] = rates.get(name, 0.0) + spikes.sum(axis=0)
     for name in snn.inputs:
         node = snn.payload(name)
         if isinstance(node, InputSource) and not node.coding.constant:
-            rates[name] = np.minimum(np.abs(x) / node.scale, 1.0).sum(axis=0)
+            value = np.minimum(np.abs(x) / node.scale, 1.0)
+            phases = getattr(node.coding, "phases", 0)
+            rates[name] = (phase_bits(value, phases) / phases if phases else value).sum(axis=0)
     onset = onset_steps(snn)
     longest = min(steps, max((onset[n] for n in spiking), default=0))
     early = transient_rates(view, x[:TRANSIENT_SAMPLES], longest, rate) if longest else {}

@@ -204,3 +204,20 @@ def test_bad_phase_options_exit_2_with_one_line(case, digits_onnx, digits_data, 
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
+
+
+def test_predicted_input_spikes_are_the_bits_of_each_period(digits, digits_onnx):
+    """``estimate``'s prediction of a phase-coded input: popcount of each value's K bits per period, which is
+    what the simulation sends (the hidden populations' noise spikes, §4.3, are not predicted)."""
+    from neurocc.activity import predicted_activity
+    from neurocc.frontend.onnx import load_onnx
+    from neurocc.options import CompileOptions
+    from neurocc.pipeline import CompileContext, compile_graph
+
+    xtr, _, xte, _ = digits
+    opts = CompileOptions(coding="phase", phases=4)
+    snn = compile_graph(load_onnx(digits_onnx)[0], CompileContext(opts, calib_x=xtr)).snn
+    spikes, _ = predicted_activity(snn, xte[:50], 8)
+    measured = Simulator(snn).run(xte[:50], 8).spikes["x"]
+    per_period = measured.reshape(2, 4, 50).sum(axis=1).mean(axis=1)         # mean per sample, each period
+    np.testing.assert_allclose(spikes["x"][:2] * 4, per_period, rtol=1e-12)
