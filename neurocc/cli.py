@@ -41,6 +41,7 @@ With --prefix, set NEUROCC_LAVA_ENV to the same folder when you run."""
 
 RUN_EXAMPLE = """example:
   neurocc run model.ncc --data test.npz --steps 200 --plot acc.png --json run.json
+  neurocc run heads.ncc --data test.npz --decode bayes --prior-weight 10 --early-exit stable --json run.json
 
 Prints accuracy over time beside the ANN's, spikes and synaptic events. Without labels (y) in the
 data file, 'accuracy' is the agreement with the ANN's predictions."""
@@ -102,7 +103,8 @@ def cmd_compile(args) -> int:
                           snn_calibration=args.snn_calibration, calibration_steps=args.calibration_steps,
                           heads=tuple(args.heads), heads_steps=args.heads_steps, prior_weight=args.prior_weight,
                           optimize_weights=tuple(args.optimize_weights or ()), reset=args.reset, v0=args.v0,
-                          readout=args.readout, coding=args.coding, coding_seed=args.seed, max_pool=args.max_pool,
+                          readout=args.readout, coding=args.coding, coding_seed=args.seed, phases=args.phases,
+                          skip_periods=args.skip_periods, max_pool=args.max_pool,
                           calib_samples=args.calib_samples, batch_size=args.batch_size, preprocess=pre)
     if not 0 <= args.warn_mass_lost <= 1:                # also refuses NaN
         raise NeuroccError(f"--warn-mass-lost must be a fraction in [0, 1], got {args.warn_mass_lost}")
@@ -276,7 +278,7 @@ def cmd_run(args) -> int:
     from neurocc.backends import BACKENDS, TARGETS
     from neurocc.data import load_data
     from neurocc.decode import ann_predictions
-    from neurocc.evaluate import summarize
+    from neurocc.evaluate import DecodeOptions, summarize
     from neurocc.fileio import atomic_write, output_file
     from neurocc.report import plot_run, report_steps, run_table, table
     from neurocc.workload import metrics as neurobench_metrics
@@ -301,20 +303,22 @@ def cmd_run(args) -> int:
     backend = BACKENDS[args.backend or TARGETS[art.manifest["target"]].backend]
     x, y = load_data(args.data, art.snn.shape(art.snn.inputs[0]), opts.preprocess, limit=args.limit,
                      classes=math.prod(art.snn.shape(art.snn.outputs[0])))
-    coding = _run_coding(art.snn, args.coding, args.seed)
-    used_coding = coding or art.snn.payload(art.snn.inputs[0]).coding
-    _refuse_a_trace_too_large(art.snn, args.steps, len(x), not used_coding.constant)
+    snn, coding = _run_coding(art.snn, args)
+    used_coding = coding or snn.payload(snn.inputs[0]).coding
+    _refuse_a_trace_too_large(snn, args.steps, len(x), not used_coding.constant)
+    decoding = DecodeOptions(args.decode, args.head, args.prior_weight, args.early_exit, args.exit_start,
+                             args.exit_theta, args.margin).resolved(art.snn, args.steps)   # before simulating
 
     ann_pred = ann_predictions(art.ann, art.snn, x, args.batch_size, args.device)
 
-    _refuse_what_cannot_finish(backend, art.snn, x, args, coding)
+    _refuse_what_cannot_finish(backend, snn, x, args, coding)
     t0 = time.perf_counter()
-    trace = backend.run(art.snn, x, args.steps, batch_size=args.batch_size, device=args.device, coding=coding,
+    trace = backend.run(snn, x, args.steps, batch_size=args.batch_size, device=args.device, coding=coding,
                         progress=_progress(args.quiet, "simulating"))
     elapsed = time.perf_counter() - t0
     log.info("trace: %.1f MB (%d samples x %d steps)", trace.nbytes() / 2 ** 20, trace.samples, trace.steps)
-    summary = summarize(trace, art.snn.outputs, ann_pred, y)
-    workload = neurobench_metrics(art.snn, trace)
+    summary = summarize(trace, art.snn.outputs, ann_pred, y, graph=snn, options=decoding)
+    workload = neurobench_metrics(snn, trace)
 
     steps = report_steps(args.steps) if not args.report_steps else sorted(
         {s for s in args.report_steps if 1 <= s <= args.steps} | {args.steps})
@@ -329,6 +333,7 @@ def cmd_run(args) -> int:
         ["synaptic events/sample", f"{summary.events_per_step.sum():,.0f}"],
         ["Pareto latency (eq. 4)", f"{summary.pareto_latency:.3f}"],
         ["Pareto power (eq. 5)", f"{summary.pareto_power:.4g}"],
+        *_anytime_rows(summary),
         *_neurobench_rows(workload),
         ["input coding", used_coding.name],
         ["simulation", f"{elapsed:.2f} s, {summary.samples * args.steps / elapsed:,.0f} sample-steps/s "
@@ -344,6 +349,27 @@ def cmd_run(args) -> int:
     if args.plot:
         atomic_write(args.plot, plot_run(summary, Path(args.artifact).name))
     return 0
+
+
+def _anytime_rows(s) -> list:
+    """The decode, each head (alone and fused) and the early exit as rows of the run table."""
+    rows = [["decode", "argmax" if s.fusion is None else
+             f"bayes: fused with {s.fusion['head']}, P = {s.fusion['prior_weight']:g} (eq. 14)"]]
+    for h, found in s.heads.items():
+        for label, acc in ((f"head {h}", found["accuracy"]), (f"fused with {h}", found["fused_accuracy"])):
+            rows.append([f"{label} % at step {s.steps} / best (step)",
+                         f"{100 * acc[-1]:.2f} / {100 * acc.max():.2f} ({int(acc.argmax()) + 1})"])
+    e = s.early_exit
+    if e is not None:
+        def spent(per_sample, per_step):
+            whole = per_step.sum()
+            return f"{per_sample.mean():,.0f}" + (f" ({100 * per_sample.mean() / whole:.1f} % of all)" if whole else "")
+        rows += [[f"early exit ({e.rule}: " + ", ".join(f"{k} {v:g}" for k, v in e.parameters.items()) + ") %",
+                  f"{100 * e.correct.mean():.2f}"],
+                 ["mean exit step", f"{e.step.mean():.2f} of {s.steps}"],
+                 ["spikes/sample to exit", spent(e.spikes, s.spikes_per_step)],
+                 ["synaptic events/sample to exit", spent(e.events, s.events_per_step)]]
+    return rows
 
 
 def _neurobench_rows(m: dict) -> list:
@@ -400,14 +426,42 @@ def _available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _run_coding(snn, name, seed):
-    """The input coding ``run`` overrides the compiled one with (None: keep it): ``--coding``, ``--seed``."""
-    from neurocc.ir.coding import coding_named
+def _run_coding(snn, args):
+    """(graph, coding override or None) for ``--coding``, ``--seed``, ``--phases``, ``--skip-periods``.
 
-    if name is None and seed is None:
-        return None
+    Rate codings switch at the input alone; a switch to, from or within phase coding re-times every neuron
+    (``passes.phase_coding.recode``), which only a float graph can do: an integer one was quantised for its
+    coding's threshold shifts."""
+    from neurocc.ir.coding import MAX_PHASES, Phase, coding_named
+    from neurocc.passes.phase_coding import recode
+
     compiled = snn.payload(snn.inputs[0]).coding
-    return coding_named(name or compiled.name, getattr(compiled, "seed", 0) if seed is None else seed)
+    if all(v is None for v in (args.coding, args.seed, args.phases, args.skip_periods)):
+        return snn, None
+    name = args.coding or compiled.name
+    if name != "phase" and (args.phases is not None or args.skip_periods is not None):
+        raise NeuroccError("--phases and --skip-periods apply to phase coding; this run's coding is " + name)
+    if args.phases is not None and not 1 <= args.phases <= MAX_PHASES:
+        raise NeuroccError(f"--phases must be 1 to {MAX_PHASES}, got {args.phases}")
+    if args.skip_periods is not None and args.skip_periods < 0:
+        raise NeuroccError(f"--skip-periods must be at least 0, got {args.skip_periods}")
+    readout = snn.payload(snn.outputs[0]).neuron
+    phases = args.phases or getattr(compiled, "phases", None) or 8
+    skip = args.skip_periods if args.skip_periods is not None else (
+        getattr(readout, "skip_steps", 0) // getattr(readout, "phases", 1))
+    coding = coding_named(name, getattr(compiled, "seed", 0) if args.seed is None else args.seed, phases)
+    retimed = isinstance(coding, Phase) or isinstance(compiled, Phase)
+    if not retimed:
+        return snn, coding
+    if coding == compiled and skip * phases == getattr(readout, "skip_steps", 0):
+        return snn, None
+    if snn.meta.get("mode") == "integer":
+        raise NeuroccError(f"this artifact is quantised for {compiled.name} coding"
+                           f"{f' with {compiled.phases} phases' if isinstance(compiled, Phase) else ''}; "
+                           f"recompile it with --coding {name}" + (f" --phases {phases}" if name == "phase" else ""))
+    if any(snn.payload(o).readout == "spike" for o in snn.outputs) and isinstance(coding, Phase):
+        raise NeuroccError("phase coding reads out membrane potentials; this artifact reads out spike counts")
+    return recode(snn, coding, skip), None
 
 
 # ---------------------------------------------------------------------------------------- estimate
@@ -714,9 +768,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--readout", choices=("accumulate", "spike"), default="accumulate",
                    help="output layer: accumulated membrane potential (default) or spike count")
     c.add_argument("--coding", choices=CODINGS, default="analog",
-                   help="input coding compiled into the network: constant current (analog, default) or Poisson "
-                        "rate spikes; run can override it")
+                   help="input coding compiled into the network: constant current (analog, default), Poisson "
+                        "rate spikes, or phase (weighted spikes, K bits MSB first; reference and generic targets); "
+                        "run can override it")
     c.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding (default 0)")
+    c.add_argument("--phases", type=int, default=8, metavar="K",
+                   help="--coding phase: phases per period; a spike in phase p weighs 2^-(1+p) (default 8)")
+    c.add_argument("--skip-periods", type=int, default=0, metavar="N",
+                   help="--coding phase: the read-outs ignore their input for the first N periods (default 0)")
     c.add_argument("--max-pool", choices=("gate", "average"), default="gate",
                    help="max pooling as the spiking max-pool gate (default; weighted-spikes 4.5) or as average "
                         "pooling, for targets that cannot express the gate (spinnaker's PyNN program); average "
@@ -730,6 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     c.set_defaults(func=cmd_compile)
 
+    from neurocc.decode import DECODES, DEFAULT_PRIOR_WEIGHT
+    from neurocc.exit import DEFAULT_THETA, RULES
     r = sub.add_parser("run", help="simulate a compiled artifact on data and report accuracy over time",
                        epilog=RUN_EXAMPLE, formatter_class=fmt)
     r.add_argument("artifact", help="artifact folder written by neurocc compile")
@@ -742,11 +803,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device (default cpu)")
     r.add_argument("--limit", type=int, help="use only the first N samples")
     r.add_argument("--coding", choices=CODINGS,
-                   help="override the compiled input coding: analog (constant current) or poisson (rate spikes)")
+                   help="override the compiled input coding: analog (constant current), poisson (rate spikes) or "
+                        "phase (weighted spikes; to or from phase only for float artifacts)")
     r.add_argument("--seed", type=int, help="override the seed of the Poisson input coding")
+    r.add_argument("--phases", type=int, metavar="K", help="override the phases of phase coding (float artifacts)")
+    r.add_argument("--skip-periods", type=int, metavar="N",
+                   help="override the periods the read-outs skip under phase coding (float artifacts)")
     r.add_argument("--max-hours", type=float, default=24.0, metavar="H",
                    help="refuse a run estimated (from a 2-step probe) to take longer than this (default 24)")
     r.add_argument("--report-steps", type=int, nargs="+", help="steps to show in the table (default 1,2,5,10,...)")
+    r.add_argument("--decode", choices=DECODES, default="argmax",
+                   help="argmax of the final read-out (default), or bayes: its spike counts fused with an "
+                        "intermediate-prediction head's firing probabilities as a Beta prior, argmax of the "
+                        "posterior mean (bayesian-fusion eq. 14-18)")
+    r.add_argument("--prior-weight", type=float, metavar="P",
+                   help=f"prior weight P >= 0 of Bayesian fusion (eq. 16), for --decode bayes and each head's fused "
+                        f"accuracy (default {DEFAULT_PRIOR_WEIGHT:g})")
+    r.add_argument("--head", metavar="NAME", help="the head --decode bayes fuses with (default: the first head)")
+    r.add_argument("--early-exit", choices=RULES, default="none",
+                   help="stop each sample early: stable (weighted-spikes Algorithm 1: once its decision has stayed "
+                        "the same for theta / delta_EMA steps, delta the top-2 difference) or margin (once the top-1 "
+                        "minus top-2 firing rate, or posterior mean, reaches M); default none")
+    r.add_argument("--exit-start", type=int, metavar="T1", help="the first step an exit rule looks at (default 1)")
+    r.add_argument("--exit-theta", type=float, metavar="THETA",
+                   help=f"--early-exit stable: the stable decision threshold (default {DEFAULT_THETA:g}, "
+                        "weighted-spikes Fig. 13)")
+    r.add_argument("--margin", type=float, metavar="M",
+                   help="--early-exit margin: the top-1 minus top-2 firing rate (posterior mean) to stop at")
     r.add_argument("--plot", help="write a PNG of accuracy and synaptic events over time")
     r.add_argument("--json", help="write the results as JSON")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
