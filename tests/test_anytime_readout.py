@@ -7,6 +7,8 @@ scalar transcription, spent spikes by plain loops.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 
@@ -63,13 +65,14 @@ def test_posterior_means_are_eq_14_written_out():
 
 
 def simulated_if_counts(drive: np.ndarray, theta: float) -> np.ndarray:
-    """Spikes so far of an IF neuron, V(0) = 0, reset by subtraction, spike when V >= theta, one step at a time."""
+    """Spikes so far of an IF neuron, V(0) = 0, reset by subtraction, spike when V >= theta, one step at a time,
+    plus its residual potential in thresholds."""
     v, fired, out = 0.0, 0, []
     for x in drive:
         v += x
         if v >= theta:
             v, fired = v - theta, fired + 1
-        out.append(fired)
+        out.append(fired + v / theta)
     return np.array(out)
 
 
@@ -82,7 +85,7 @@ def test_an_accumulating_readout_counts_as_the_if_neuron_it_stands_for():
     trace = make_trace({"out": (potential, None)})
     counts = spike_counts(trace, g, "out")
     for i, j in np.ndindex(5, 3):
-        assert counts[:, i, j].tolist() == simulated_if_counts(drive[:, i, j], theta).tolist()
+        np.testing.assert_allclose(counts[:, i, j], simulated_if_counts(drive[:, i, j], theta), rtol=1e-12)
     t = np.arange(1, steps + 1)[:, None, None]
     assert np.allclose(firing_probabilities(trace, g, "out"), potential / (theta * t))
 
@@ -93,10 +96,21 @@ def test_counts_and_probabilities_clip_and_stay_exact_in_integer_mode():
     g = readout_graph({"out": (4, float(theta), "accumulate")}, meta={"mode": "integer"})
     trace = make_trace({"out": (v, None)})
     for step, row in enumerate(v[:, 0], start=1):
-        want_m = [min(step, max(0, x // theta)) for x in row.tolist()]
+        want_m = [min(step, max(0, x / theta)) for x in row.tolist()]
         want_mu = [min(1.0, max(0.0, x / (theta * step))) for x in row.tolist()]
         assert spike_counts(trace, g, "out")[step - 1, 0].tolist() == want_m
         assert firing_probabilities(trace, g, "out")[step - 1, 0].tolist() == pytest.approx(want_mu)
+
+
+def test_a_readout_counts_in_units_of_its_calibrated_lambda_and_quantisation_gain():
+    """The logits a read-out sums are put in a normalised output layer's units: V / (theta gain lambda_out)."""
+    g = readout_graph({"out": (2, 8.0, "accumulate")}, meta={
+        "mode": "integer", "readout_gains": {"out": 0.5},
+        "calibration": {"nodes": {"logits": {"percentile": 4.0}}}})
+    g.set_payload("out", dataclasses.replace(g.payload("out"), source_node="logits"))
+    v = np.array([[[8, 40]], [[24, 33]]], np.int64)                 # 2 steps, 1 sample, 2 classes
+    trace = make_trace({"out": (v, None)})
+    assert spike_counts(trace, g, "out").tolist() == [[[0.5, 1.0]], [[1.5, 2.0]]]        # u = 16, clipped at t
 
 
 def test_a_phase_coded_integer_readout_reads_as_its_float_one():
@@ -115,7 +129,7 @@ def test_a_phase_coded_integer_readout_reads_as_its_float_one():
     assert np.allclose(decoded(f, graphs["float"], "out").evidence, want, atol=1e-2)
     assert np.array_equal(decoded(i, graphs["integer"], "out").evidence, want)
     assert np.array_equal(spike_counts(i, graphs["integer"], "out"),
-                          np.clip(np.floor(want), 0, np.arange(1, 9)[:, None, None]))
+                          np.clip(want, 0, np.arange(1, 9)[:, None, None]))
     assert np.allclose(firing_probabilities(i, graphs["integer"], "out"),
                        firing_probabilities(f, graphs["float"], "out"), atol=1e-2)
 
