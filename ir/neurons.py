@@ -4,8 +4,8 @@ A ``Population`` holds one of these. Each model states its update in its docstri
 in ``step(state, drive, t)``, which advances one time step in place on torch tensors of shape
 (batch, *population shape) and returns the spikes (bool). ``drive`` is the step's synaptic input
 (the projections' sum, already scaled by 2^input_shift); the model adds the population's bias where
-its chip adds it. ``t`` is the step index (1, 2, ...); every model here is time-invariant, the index
-is there for models whose parameters follow a per-step schedule. Float mode runs a model on float
+its chip adds it. ``t`` is the step index (1, 2, ...): ``WeightedIF`` (weighted spikes) scales its input and
+threshold by the step's phase weight; the other models are time-invariant. Float mode runs a model on float
 tensors; integer mode (graphs after ``quantize``) on int64 tensors in the target's units.
 
 Units: ``threshold`` is in state units (float mode: 1 after normalisation; integer mode: the chip's
@@ -190,9 +190,6 @@ class WeightedIF(IF):
         if dtype != torch.int64:
             state["v"].mul_(2.0 ** -self.phases)
         return state
-
-    def as_nliaf(self) -> None:
-        return None
 
     def bias_weight(self) -> float:
         return 1.0 - 2.0 ** -self.phases

@@ -7,7 +7,7 @@ over (steps x samples) inputs, and only the membrane update loops over steps. Co
 is projected once per block. Blocks carry all state (membrane potentials, max-pool gate counts,
 delay lines), so the result does not depend on the block length. Blocks are kept small (a few steps
 for a CIFAR ResNet at batch 32): larger ones measured slower, the convolutions falling out of cache.
-On the CPU, populations whose model is the NL-IAF (``as_nliaf()``: float, generic, TrueNorth) advance
+On the CPU, populations whose model is the NL-IAF (``as_nliaf()``: float, generic, TrueNorth, weighted spikes) advance
 through a block in one fused numba kernel (``kernels.py``) that also counts their spikes and events; it
 keeps them in channels-last memory order, which PyTorch's CPU convolutions run about twice as fast on.
 Loihi and SpiNNaker neurons, spike-count read-outs and CUDA take the model's per-step ``step``.
@@ -175,7 +175,7 @@ class _BatchRun:
         """Advance population ``name`` through steps t0+1..t0+tb; ``current`` excludes the bias and is
         (tb, B, ...) or, for a constant input, (1, B, ...)."""
         if self.sim.fused(node, name):
-            return self._integrate_fused(name, node, current, tb, record)
+            return self._integrate_fused(name, node, current, t0, tb, record)
         state = self.state[name]
         v = state["v"]
         if node.readout == "accumulate" and isinstance(node.neuron, IF):       # V + I + b, unbounded
@@ -210,7 +210,8 @@ class _BatchRun:
             record.readout(name, trail, counts)
         return out
 
-    def _integrate_fused(self, name: str, node: Population, current: torch.Tensor, tb: int, record) -> torch.Tensor:
+    def _integrate_fused(self, name: str, node: Population, current: torch.Tensor, t0: int, tb: int,
+                         record) -> torch.Tensor:
         """The NL-IAF block update in one pass (``kernels.nliaf_block``): the same arithmetic as ``IF.step``.
 
         The kernel works in channels-last memory order, (H, W, C) per sample: the spikes it returns are
@@ -223,9 +224,11 @@ class _BatchRun:
         model = node.neuron.as_nliaf()
         cur = _memory_order(current, 2)
         out = torch.empty((tb, self.b) + _memory_shape(node.shape), dtype=self.sim.dtype)
+        weights = model.step_weights(t0, tb, self.sim.integer)
+        weights = np.ones(tb, threshold.dtype) if weights is None else weights.numpy().astype(threshold.dtype)
         counts, events, changed = nliaf_block(*as_arrays(cur), cur.shape[0] == 1 and tb > 1, bias,
                                               *as_arrays(state["v_mem"], out.reshape(tb, self.b, -1)), fan, threshold,
-                                              model.reset == "subtract", model.compare == ">=",
+                                              weights, model.reset == "subtract", model.compare == ">=",
                                               int(model.state_bits), model.overflow == "saturate")
         spikes = _logical_order(out, 2)
         record.totals(name, spikes, counts, events)
