@@ -426,3 +426,20 @@ def test_bad_anytime_options_exit_2_with_one_line(extra, words, artifacts, tmp_p
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and words in err
     assert not js.exists()
+
+
+@pytest.mark.parametrize("coding", [[], ["--coding", "phase", "--phases", "4"]])
+def test_fusion_and_exit_in_integer_mode(artifacts, tmp_path, capsys, coding):
+    """Generic target (integer), rate and phase coding: fusion at P = 0 is the argmax decision, exactly, and the
+    exit rule runs on the integer read-outs."""
+    _, _, d = artifacts
+    art = tmp_path / "int.ncc"
+    assert main(["compile", str(d / "heads.onnx"), "--calib", str(d / "train.npz"), "--target", "generic", "-o", str(art),
+                 "-q", *coding]) == 0
+    js = tmp_path / "run.json"
+    code, _, err = cli(capsys, "run", art, "--data", d / "test.npz", "--steps", 12, "--decode", "bayes",
+                       "--prior-weight", "0", "--early-exit", "stable", "--json", js, "-q")
+    assert code == 0, err
+    doc = json.loads(js.read_text())
+    assert doc["accuracy"] == doc["accuracy_per_output"]["final"]
+    assert doc["early_exit"]["accuracy"] > 0.5
