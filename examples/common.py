@@ -52,3 +52,33 @@ def neurocc(*args: str) -> None:
     cmd = [sys.executable, "-m", "neurocc", *map(str, args)]
     print("$ neurocc " + " ".join(map(str, args)), flush=True)
     subprocess.run(cmd, check=True)
+
+
+def train_heads_and_export(network: nn.Module, blocks: list, data: tuple, out, name: str, calib_size: int,
+                           seed: int, **training) -> None:
+    """The examples' anytime recipe (neurocc.train): add a GAP + linear head at each of ``blocks``, train with
+    the eq. 19-21 schedule, print each head's C and every output's test accuracy, and write ``name``.onnx,
+    calib.npz (``calib_size`` training images with labels) and test.npz into ``out``.
+    ``data`` = (x_train, y_train, x_test, y_test), already scaled; ``training`` goes to ``train_with_heads``."""
+    import time
+
+    from neurocc.train import accuracies, add_heads, export_onnx as export_with_heads, head_cost_ratio, head_name
+    from neurocc.train import train_with_heads
+
+    x_train, y_train, x_test, y_test = data
+    torch.manual_seed(seed)                             # the initial weights, heads included
+    model = add_heads(network, blocks, x_train[:2])
+    ratios = {head_name(b): head_cost_ratio(model, b, x_train[:1]) for b in blocks}
+    for h, c in ratios.items():
+        print(f"C({h}) = {c:.4f}  (MACs up to the head's output / MACs of the network, eq. 21)")
+    start = time.perf_counter()
+    train_with_heads(model, x_train, y_train, cost_ratios=ratios, seed=seed, progress=True, **training)
+    print(f"training: {training['epochs']} epochs in {time.perf_counter() - start:.0f} s on "
+          f"{torch.get_num_threads()} thread(s)")
+    for output, acc in accuracies(model, x_test, y_test).items():
+        print(f"ANN test accuracy, {output}: {100 * acc:.2f} %")
+    export_with_heads(model, out / f"{name}.onnx", x_test[:1])
+    calib = np.random.default_rng(seed).choice(len(x_train), calib_size, replace=False)
+    np.savez(out / "calib.npz", x=x_train[calib], y=y_train[calib])
+    np.savez(out / "test.npz", x=x_test, y=y_test)
+    print(f"wrote {out / f'{name}.onnx'}, {out / 'calib.npz'}, {out / 'test.npz'}")

@@ -33,7 +33,7 @@ head, the ANN's test accuracy of the final output and of each head, and the trai
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurocc.train import accuracies, add_heads, export_onnx, head_cost_ratio, head_name, train_with_heads
-
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples"))
+from common import train_heads_and_export  # noqa: E402
 WIDTHS = (16, 32, 64)
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.247, 0.243, 0.261)
@@ -146,27 +146,9 @@ def main() -> None:
     print(f"{len(x_train)} training and {len(x_test)} test images; per class "
           f"{np.bincount(y_train, minlength=10).tolist()} / {np.bincount(y_test, minlength=10).tolist()}")
 
-    torch.manual_seed(args.seed)                        # the initial weights, heads included
-    model = add_heads(cifar_resnet(args.depth), args.heads, x_train[:2])
-    ratios = {head_name(b): head_cost_ratio(model, b, x_train[:1]) for b in args.heads}
-    for h, c in ratios.items():
-        print(f"C({h}) = {c:.4f}  (MACs up to the head's output / MACs of the network, eq. 21)")
-
-    start = time.perf_counter()
-    train_with_heads(model, x_train, y_train, args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     optimizer="sgd", weight_decay=args.weight_decay, cost_ratios=ratios, seed=args.seed,
-                     progress=True)
-    print(f"training: ResNet-{args.depth}, {args.epochs} epochs in {time.perf_counter() - start:.0f} s "
-          f"on {args.threads} thread(s)")
-    for name, acc in accuracies(model, x_test, y_test).items():
-        print(f"ANN test accuracy, {name}: {100 * acc:.2f} %")
-
-    export_onnx(model, out / "cifar_heads.onnx", x_test[:1])
-    calib = np.random.default_rng(args.seed).choice(len(x_train), args.calib_size, replace=False)
-    np.savez(out / "calib.npz", x=x_train[calib], y=y_train[calib])
-    np.savez(out / "test.npz", x=x_test, y=y_test)
-    print(f"wrote {out / 'cifar_heads.onnx'}, {out / 'calib.npz'}, {out / 'test.npz'}")
-
+    train_heads_and_export(cifar_resnet(args.depth), args.heads, (x_train, y_train, x_test, y_test), out, "cifar_heads",
+                           args.calib_size, args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                           optimizer="sgd", weight_decay=args.weight_decay)
 
 if __name__ == "__main__":
     main()

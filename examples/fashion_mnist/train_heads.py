@@ -20,7 +20,7 @@ final output and of each head, and the training time. Then, for example:
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurocc.train import accuracies, add_heads, export_onnx, head_cost_ratio, head_name, train_with_heads
-
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples"))
+from common import train_heads_and_export  # noqa: E402
 WIDTHS = (16, 32, 64, 64)
 
 
@@ -73,25 +73,8 @@ def main() -> None:
     with np.load(args.data, allow_pickle=False) as d:
         x_train, y_train = images(d["x_train"]), d["y_train"].astype(np.int64)
         x_test, y_test = images(d["x_test"]), d["y_test"].astype(np.int64)
-    torch.manual_seed(args.seed)                        # the initial weights, heads included
-    model = add_heads(fashion_cnn(), args.heads, x_train[:2])
-    ratios = {head_name(b): head_cost_ratio(model, b, x_train[:1]) for b in args.heads}
-    for h, c in ratios.items():
-        print(f"C({h}) = {c:.4f}  (MACs up to the head's output / MACs of the network, eq. 21)")
-
-    start = time.perf_counter()
-    train_with_heads(model, x_train, y_train, args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     cost_ratios=ratios, seed=args.seed, progress=True)
-    print(f"training: {args.epochs} epochs in {time.perf_counter() - start:.0f} s on {args.threads} thread(s)")
-    for name, acc in accuracies(model, x_test, y_test).items():
-        print(f"ANN test accuracy, {name}: {100 * acc:.2f} %")
-
-    export_onnx(model, out / "fashion_heads.onnx", x_test[:1])
-    calib = np.random.default_rng(args.seed).choice(len(x_train), args.calib_size, replace=False)
-    np.savez(out / "calib.npz", x=x_train[calib], y=y_train[calib])
-    np.savez(out / "test.npz", x=x_test, y=y_test)
-    print(f"wrote {out / 'fashion_heads.onnx'}, {out / 'calib.npz'}, {out / 'test.npz'}")
-
+    train_heads_and_export(fashion_cnn(), args.heads, (x_train, y_train, x_test, y_test), out, "fashion_heads",
+                           args.calib_size, args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
 
 if __name__ == "__main__":
     main()
