@@ -242,3 +242,15 @@ def test_fused_kernel_matches_the_weighted_step_by_step_update(integer):
     plain = Simulator(g, record_trains=True, fused=False).run(x, 23, batch_size=4, block=7)
     assert_same_trace(fused, plain)
     assert fused.spikes["h"].sum() > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu_with_weighted_spikes():
+    from conftest import assert_same_trace
+
+    k, rng = 4, np.random.default_rng(5)
+    w1, w2 = rng.integers(-30, 31, size=(16, 8)), rng.integers(-30, 31, size=(4, 16))
+    g = _dense_network(w1.astype(np.float32), rng.integers(-9, 10, 16).astype(np.float64), w2.astype(np.float32),
+                       np.zeros(4), k, 41.0, k, integer=True)
+    x = rng.random((9, 8)).astype(np.float32)
+    assert_same_trace(Simulator(g).run(x, 20, batch_size=4), Simulator(g, device="cuda").run(x, 20, batch_size=4))
