@@ -86,6 +86,10 @@ class NeuronModel:
         """The ideal NL-IAF neuron this model is (for the fused kernel), or None."""
         return None
 
+    def step_weights(self, t0: int, steps: int, integer: bool, device=None, skip: bool = True) -> Optional[torch.Tensor]:
+        """The factor on each step's input current (t0+1..t0+steps), or None where every step's is 1."""
+        return None
+
     def bias_weight(self) -> float:
         """The bias's weight in the rate view (``ir.executor.run_rate``): what one period of steps adds per step's
         worth of bias (1; weighted spikes: the period's weights, 1 - 2^-K)."""
@@ -135,10 +139,6 @@ class IF(NeuronModel):
 
     def as_nliaf(self) -> "IF":
         return self
-
-    def step_weights(self, t0: int, steps: int, integer: bool, device=None, skip: bool = True) -> Optional[torch.Tensor]:
-        """The factor on each step's input current (t0+1..t0+steps), or None where every step's is 1."""
-        return None
 
     def step(self, state: dict, drive: torch.Tensor, t: int) -> torch.Tensor:
         v, fired = state["v"], state["fired"]
