@@ -95,14 +95,15 @@ def main() -> None:
                 stable = [outcome(stable_exit(scores.evidence, start, th, scores.predictions), th) for th in THETAS]
                 margin = [outcome(margin_exit(scores.rates, m, start, scores.predictions), m) for m in MARGINS]
                 for rule, found in (("theta", stable), ("M", margin)):
-                    rows.append([net, label, "stable" if rule == "theta" else "margin", f"{100 * full['report']:.2f}",
+                    rows.append([net, f"{half['select'].sum()}/{half['report'].sum()}", label,
+                                 "stable" if rule == "theta" else "margin", f"{100 * full['report']:.2f}",
                                  f"{full_spikes[half['report']].mean():,.0f}", *cell(chosen(found, 0.0), rule),
                                  *cell(chosen(found, 0.01), rule)])
                     print(" ".join(map(str, rows[-1])), file=sys.stderr)
     print(f"early exit against all {args.steps} steps: the parameter with the largest spike saving at no accuracy loss "
-          f"and at 1 pt loss on {args.samples // 2} test images, reported on the other {args.samples - args.samples // 2}")
-    print(table(["network", "coding", "rule", f"acc @{args.steps} %", "spikes/sample", "no loss: param", "acc %",
-                 "mean steps", "saved", "1 pt: param", "acc %", "mean steps", "saved"], rows, align="lll" + "r" * 10))
+          "and at 1 pt loss on one half of the test images (select), reported on the other (report)")
+    print(table(["network", "images select/report", "coding", "rule", f"acc @{args.steps} %", "spikes/sample", "no loss: param", "acc %",
+                 "mean steps", "saved", "1 pt: param", "acc %", "mean steps", "saved"], rows, align="llll" + "r" * 10))
 
 
 if __name__ == "__main__":
