@@ -36,7 +36,7 @@ from neurocc.estimate import ACCURACY_MARGIN  # noqa: E402
 from neurocc.hwmodels import load_hwmodel  # noqa: E402
 from neurocc.report import table  # noqa: E402
 
-PRIOR_WEIGHTS = (1.0, 3.0, 10.0)
+PRIOR_WEIGHTS = (1.0, 3.0, 10.0, 30.0)
 
 
 def compiled(model: Path, calib: Path, folder: Path, keep: str, v0: float):
