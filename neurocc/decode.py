@@ -193,13 +193,18 @@ def classes(graph, output: str) -> int:
     return math.prod(graph.shape(output))
 
 
+def candidate_heads(graph) -> list:
+    """The outputs after the first (the final classifier) with its number of classes: the candidate heads."""
+    n = classes(graph, graph.outputs[0])
+    return [o for o in graph.outputs[1:] if classes(graph, o) == n]
+
+
 def heads(graph) -> tuple:
     """The intermediate-prediction heads among ``graph``'s outputs: those ``place_heads`` kept (meta "heads"),
-    or, where no pass chose, every output after the first with the first's number of classes."""
+    or, where no pass chose, every candidate (``candidate_heads``)."""
     if "heads" in graph.meta:
         return tuple(graph.meta["heads"] or ())
-    n = classes(graph, graph.outputs[0])
-    return tuple(o for o in graph.outputs[1:] if classes(graph, o) == n)
+    return tuple(candidate_heads(graph))
 
 
 def check_head(graph, name: str) -> str:

@@ -45,7 +45,8 @@ from neurocc.passes.lower import lower_to_snn
 from neurocc.passes.normalize import normalize
 from neurocc.passes.optimize import optimize
 from neurocc.passes.phase_coding import phase_coding
-from neurocc.passes.place_heads import ann_outputs_like, candidates, place_heads
+from neurocc.decode import candidate_heads
+from neurocc.passes.place_heads import ann_outputs_like, place_heads
 from neurocc.passes.quantize import quantize
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def compile_graph(ann: Graph, ctx: CompileContext) -> CompileResult:
     snn = run_passes(snn, normalize_pass, ctx, done)
     if ctx.options.coding == "phase":
         snn = run_passes(snn, (_PHASE_CODING,), ctx, done)
-    if candidates(snn) or ctx.options.heads != ("all",):
+    if candidate_heads(snn) or ctx.options.heads != ("all",):
         snn = run_passes(snn, (_PLACE_HEADS,), finish, done)
     if ctx.options.optimize:
         snn = run_passes(snn, (_OPTIMIZE,), finish, done)

@@ -45,21 +45,12 @@ from typing import Optional
 
 import numpy as np
 
+from neurocc.decode import candidate_heads, classes
 from neurocc.errors import NeuroccError
 from neurocc.ir import Graph
 
 log = logging.getLogger(__name__)
 HEAD_SAMPLES = 512          # calibration images simulated per variant (fewer if --calib-samples is lower)
-
-
-def classes(graph: Graph, output: str) -> int:
-    return math.prod(graph.shape(output))
-
-
-def candidates(graph: Graph) -> list[str]:
-    """The outputs after the first whose class count equals the first's (SNN output names)."""
-    final = graph.outputs[0]
-    return [o for o in graph.outputs[1:] if classes(graph, o) == classes(graph, final)]
 
 
 def model_name(graph: Graph, output: str) -> str:
@@ -69,7 +60,7 @@ def model_name(graph: Graph, output: str) -> str:
 
 def _named(graph: Graph, names: tuple) -> list[str]:
     """The candidate read-outs ``names`` (ONNX output or read-out names) stand for; else a ``NeuroccError``."""
-    heads = candidates(graph)
+    heads = candidate_heads(graph)
     listed = ", ".join(model_name(graph, h) for h in heads) or "none (the model has no other output with "\
         f"{classes(graph, graph.outputs[0])} classes)"
     by_name = {n: o for o in graph.outputs for n in (o, model_name(graph, o))}
@@ -89,7 +80,7 @@ def _named(graph: Graph, names: tuple) -> list[str]:
 
 def keep_heads(graph: Graph, heads: list) -> Graph:
     """A copy of ``graph`` with only the candidate heads ``heads``; other outputs and all they need stay."""
-    drop = set(candidates(graph)) - set(heads)
+    drop = set(candidate_heads(graph)) - set(heads)
     g = graph.copy()
     g.outputs = tuple(o for o in graph.outputs if o not in drop)
     g.remove_dead()
@@ -113,7 +104,7 @@ def place_heads(graph: Graph, ctx) -> Graph:
     energy under Bayesian fusion (bayesian-fusion eq. 14-18, §4.4); record them in ``meta["heads"]``."""
     choice = ctx.options.heads
     if choice == ("all",):
-        heads = candidates(graph)
+        heads = candidate_heads(graph)
     elif choice == ("none",):
         heads = []
     elif choice == ("auto",):
@@ -144,7 +135,7 @@ def _auto(graph: Graph, ctx) -> tuple[list, dict]:
     goal = ann_accuracy - ACCURACY_MARGIN
     finish = ctx.finish or (lambda g: g)
     rows = []
-    for head in ctx.progress([None] + candidates(graph), desc="placing heads", unit="variant"):
+    for head in ctx.progress([None] + candidate_heads(graph), desc="placing heads", unit="variant"):
         snn = finish(keep_heads(graph, [] if head is None else [head]))
         accuracy, energy, model = measure(snn, x, y, opts.heads_steps, head, opts.prior_weight, ctx.hwmodel,
                                           opts.target, opts.batch_size)
