@@ -433,6 +433,7 @@ def _run_coding(snn, args):
     (``passes.phase_coding.recode``), which only a float graph can do: an integer one was quantised for its
     coding's threshold shifts."""
     from neurocc.ir.coding import MAX_PHASES, Phase, coding_named
+    from neurocc.options import CompileOptions
     from neurocc.passes.phase_coding import recode
 
     compiled = snn.payload(snn.inputs[0]).coding
@@ -446,7 +447,7 @@ def _run_coding(snn, args):
     if args.skip_periods is not None and args.skip_periods < 0:
         raise NeuroccError(f"--skip-periods must be at least 0, got {args.skip_periods}")
     readout = snn.payload(snn.outputs[0]).neuron
-    phases = args.phases or getattr(compiled, "phases", None) or 8
+    phases = args.phases or getattr(compiled, "phases", None) or CompileOptions.phases
     skip = args.skip_periods if args.skip_periods is not None else (
         getattr(readout, "skip_steps", 0) // getattr(readout, "phases", 1))
     coding = coding_named(name, getattr(compiled, "seed", 0) if args.seed is None else args.seed, phases)
