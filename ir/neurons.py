@@ -205,10 +205,9 @@ class WeightedIF(IF):
     def step(self, state: dict, drive: torch.Tensor, t: int) -> torch.Tensor:
         v, fired = state["v"], state["fired"]
         integer = v.dtype == torch.int64
-        w = self.step_weights(t - 1, 1, integer)[0].item()
-        p = (t - 1) % self.phases
-        threshold = (int(self.threshold) << (self.phases - 1 - p)) if integer else self.threshold * 0.5 ** (1 + p)
-        v.add_((drive + state["bias"]) * w)
+        w = self.step_weights(t - 1, 1, integer, skip=False)[0].item()
+        threshold = (int(self.threshold) if integer else self.threshold) * w
+        v.add_((drive + state["bias"]) * (w if t > self.skip_steps else 0))
         if integer:
             fit(v, self.state_bits, self.overflow)
         return self._fire(v, fired, threshold)
