@@ -1,6 +1,9 @@
 """Executors that define what a graph computes, one batch at a time (torch, float32 by default).
 
-* ``run_ann``: the ANN-level graph, op by op; tested against onnxruntime.
+* ``run_ann``: the ANN-level graph, op by op; tested against onnxruntime. A directly trained SNN's graph (one
+  with ``ops.TIME_OPS``, meta ``trained_snn``) is run over its ``time_steps``: every step evaluates every op with
+  the input fed unchanged, the ``Spike`` layers keep their potentials between steps, and each returned value is
+  the sum over the steps (the output layer accumulating without leak, bntt §3; spike counts for a spiking node).
 * ``run_rate``: the rate (ANN-equivalent) view of an SNN-level graph: every population outputs
   relu(I) (capped at its ``cap``, and at one spike per step when ``saturate``), accumulators output I.
   Multiplying an output by its population's ``scale`` recovers the ANN's value, which is how the
@@ -41,6 +44,8 @@ def run_ann(graph: Graph, x, keep: Optional[Callable[[str], bool]] = None,
     freed as soon as their last consumer has run.
     """
     assert graph.level == "ann", "run_ann needs an ANN-level graph"
+    if "trained_snn" in graph.meta:
+        return _run_over_time(graph, x, keep, dtype, device, graph.meta["trained_snn"]["time_steps"])
     bound = _bind_inputs(graph, x)
     values: dict[str, torch.Tensor] = {}
     remaining = {n: len(graph.consumers(n)) for n in graph.nodes()}
@@ -60,6 +65,34 @@ def run_ann(graph: Graph, x, keep: Optional[Callable[[str], bool]] = None,
         if name in wanted or (keep and keep(name)):
             result[name] = values[name]
     return result
+
+
+def _run_over_time(graph: Graph, x, keep, dtype, device, steps: int) -> dict[str, torch.Tensor]:
+    """``run_ann`` of a directly trained SNN's graph: ``steps`` steps, values summed over them."""
+    bound = _bind_inputs(graph, x)
+    wanted = [n for n in graph.topo_order() if n in graph.outputs or (keep and keep(n))]
+    totals = {n: 0 for n in wanted}
+    neurons = {n: graph.payload(n).neuron() for n in graph.nodes() if isinstance(graph.payload(n), ops.Spike)}
+    states: dict[str, dict] = {}
+    for t in range(1, steps + 1):
+        values: dict[str, torch.Tensor] = {}
+        for name in graph.topo_order():
+            op = graph.payload(name)
+            if isinstance(op, ops.Input):
+                values[name] = _as_tensor(bound[name], dtype, device)
+                continue
+            ins = [values[s] for s in graph.inputs_of(name)]
+            if isinstance(op, ops.StepAffine):
+                values[name] = op.at(t, ins[0])
+            elif isinstance(op, ops.Spike):
+                if name not in states:
+                    states[name] = neurons[name].init_state(torch.zeros_like(ins[0][0]), ins[0].shape[0], dtype)
+                values[name] = neurons[name].step(states[name], ins[0], t).to(dtype)
+            else:
+                values[name] = ops.apply(op, ins)
+        for n in wanted:
+            totals[n] = totals[n] + values[n]
+    return totals
 
 
 def apply_chain(chain, x: torch.Tensor) -> torch.Tensor:

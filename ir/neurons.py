@@ -163,6 +163,40 @@ class IF(NeuronModel):
 
 
 @dataclass(frozen=True)
+class LIF(IF):
+    """The leaky integrate-and-fire neuron of directly trained SNNs (BNTT: bntt eq. 9 without its batch norm,
+    which is the population's per-step ``gain`` and ``shift``, ``ir.snn``):
+
+        V <- leak V + (I + b)               0 < leak < 1 (leak = 1 is ``IF``)
+        s = V >= theta   (or V > theta);   V <- V - theta s  ("subtract")  or  V <- 0 where s  ("zero")
+
+    The leak acts on the potential left after the previous step's reset, as in the BNTT code and snnTorch's
+    ``Leaky`` with a reset to zero. Float mode only: no integer target has a free leak factor (``quantize``
+    refuses it).
+    """
+    semantics: ClassVar[str] = "lif"
+    leak: float = 1.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 < self.leak <= 1.0:
+            raise ValueError(f"leak must be in (0, 1], got {self.leak}")
+
+    def as_nliaf(self) -> None:
+        return None
+
+    def firing_rule(self):
+        raise NotImplementedError("a leaky neuron's rate under a constant drive is not the NL-IAF one")
+
+    def step(self, state: dict, drive: torch.Tensor, t: int) -> torch.Tensor:
+        v = state["v"]
+        if v.dtype == torch.int64:
+            raise NeuroccError("the leaky IF neuron (lif) runs in float mode only")
+        v.mul_(self.leak).add_(drive + state["bias"])
+        return self._fire(v, state["fired"], self.threshold)
+
+
+@dataclass(frozen=True)
 class WeightedIF(IF):
     """The NL-IAF neuron of weighted spikes (phase coding, weighted-spikes §4.2, eq. 8-10) with K phases.
 
@@ -347,7 +381,7 @@ def _smul(a: torch.Tensor, b: int) -> torch.Tensor:
     return fit((a * b) >> 15, 32, "wrap")
 
 
-MODELS: dict[str, type] = {cls.semantics: cls for cls in (IF, WeightedIF, TrueNorth, LoihiLIF, SpinnakerLIF)}
+MODELS: dict[str, type] = {cls.semantics: cls for cls in (IF, LIF, WeightedIF, TrueNorth, LoihiLIF, SpinnakerLIF)}
 
 
 def from_hwmodel(hw, threshold: float, v0: float, reset: str) -> NeuronModel:

@@ -16,6 +16,14 @@ Conventions (all from the ONNX operator spec, after canonicalisation):
 * ``AvgPool`` / ``MaxPool``: 2-D pooling with ONNX pads ``(top, left, bottom, right)``.
 * ``Pad``: zero padding, ``pads`` = ((begin, end) for every non-batch axis).
 * ``Slice``: ``slices`` = ((axis, start, stop, step), ...) with axis counted without the batch axis.
+
+Two ops belong to directly trained SNNs (``neurocc.train``; the ONNX ops ``neurocc.Spike`` and ``neurocc.BNTT``) and
+depend on the time step t = 1, 2, ... (``TIME_OPS``); a graph holding them is run over time by ``ir.executor``:
+
+* ``StepAffine``: y = scale[t'] * (x + shift[t']) per channel (axis 1), t' = min(t, S) - 1 for S rows: batch norm
+  through time (bntt eq. 9, no beta) is scale = gamma_t / sqrt(sigma_t^2 + eps), shift = -mu_t.
+* ``Spike``: a layer of spiking neurons, V <- leak V + x, s = V >= threshold (or >), V <- V - threshold s
+  ("subtract") or 0 where s ("zero"), V(0) = v0 threshold; its output is s. ``neuron()`` is its ``ir.neurons`` model.
 """
 from __future__ import annotations
 
@@ -155,6 +163,59 @@ class Relu(Op):
 
 
 @dataclass(frozen=True, eq=False)
+class Spike(Op):
+    """Spiking neurons of a directly trained SNN (see the module docstring); a source of spikes, like ``Relu``."""
+    threshold: float = 1.0
+    leak: float = 1.0
+    reset: str = "subtract"
+    compare: str = ">="
+    v0: float = 0.0
+
+    def __post_init__(self):
+        self.neuron()           # checks the fields
+
+    def neuron(self):
+        """The ``ir.neurons`` model of these neurons: ``IF`` without leak, else ``LIF``."""
+        from .neurons import IF, LIF
+
+        if not self.threshold > 0:
+            raise ValueError(f"a spiking layer's threshold must be positive, got {self.threshold}")
+        fields = dict(threshold=float(self.threshold), reset=self.reset, compare=self.compare, v0=float(self.v0))
+        return IF(**fields) if self.leak == 1.0 else LIF(leak=float(self.leak), **fields)
+
+
+@dataclass(frozen=True, eq=False)
+class StepAffine(Op):
+    """A per-step, per-channel affine map (batch norm through time; see the module docstring)."""
+    scale: np.ndarray       # (S, C)
+    shift: np.ndarray       # (S, C)
+
+    def __post_init__(self):
+        for name in ("scale", "shift"):
+            arr = _frozen_array(getattr(self, name))
+            if arr.ndim != 2:
+                raise ValueError(f"StepAffine.{name} must be (steps, channels), got shape {arr.shape}")
+            object.__setattr__(self, name, arr)
+        if self.scale.shape != self.shift.shape:
+            raise ValueError(f"StepAffine scale {self.scale.shape} and shift {self.shift.shape} differ in shape")
+
+    def at(self, t: int, x: torch.Tensor) -> torch.Tensor:
+        """y = scale[t'] (x + shift[t']) at step t."""
+        row = schedule_row(t, self.scale.shape[0])
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        scale = tensor_of(self, "scale", x)[row].reshape(shape)
+        return scale * (x + tensor_of(self, "shift", x)[row].reshape(shape))
+
+
+def schedule_row(t: int, rows: int) -> int:
+    """The row of a per-step schedule with ``rows`` rows that step t (1, 2, ...) uses: past the last, the last."""
+    return min(t, rows) - 1
+
+
+TIME_OPS = (Spike, StepAffine)
+
+
+@dataclass(frozen=True, eq=False)
 class Add(Op):
     arity = None
 
@@ -210,7 +271,7 @@ class Slice(Op):
     slices: tuple  # ((axis, start, stop, step), ...), axis without the batch axis
 
 
-OP_TYPES = {cls.__name__: cls for cls in (Input, Conv, Gemm, BatchNorm, Affine, Relu, Add, Concat,
+OP_TYPES = {cls.__name__: cls for cls in (Input, Conv, Gemm, BatchNorm, Affine, Relu, Spike, StepAffine, Add, Concat,
                                           AvgPool, SumPool, MaxPool, GlobalAvgPool, Flatten, Pad, Slice)}
 
 
@@ -330,7 +391,10 @@ _UNARY: dict[type, Callable] = {
 
 
 def apply(op: Op, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Evaluate ``op`` on batched torch tensors: the meaning of every IR op."""
+    """Evaluate ``op`` on batched torch tensors: the meaning of every IR op but the ``TIME_OPS``, which
+    ``ir.executor`` runs over time."""
+    if isinstance(op, TIME_OPS):
+        raise TypeError(f"{type(op).__name__} depends on the time step: run its graph with ir.executor.run_ann")
     if isinstance(op, Add):
         out = inputs[0]
         for other in inputs[1:]:

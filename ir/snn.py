@@ -9,6 +9,10 @@ Semantics (one time step t = 1, 2, ...; every projection has a delay d >= 0 in s
     V_p(t) <- 0 where s_p(t) = 1                      (reset "zero")
     V_p(0) = v0 * threshold_p
 
+A population may follow a per-step schedule (directly trained SNNs, batch norm through time: bntt eq. 9):
+its input is then gain_p[t'] * (I_p(t) + shift_p[t']), t' = min(t, S) - 1 for S rows (past the last row,
+the last holds), and its neuron may leak (``ir.neurons.LIF``: V_p(t) = leak * V_p(t-1) + input).
+
 An accumulating population (``readout="accumulate"``) never spikes: V_p(t) is its read-out and the
 prediction at step t is argmax V_p(t). A source's "spikes" s_q(t) are 0/1 for populations and, for an
 ``InputSource``, the coded input (the analog value x / scale each step, or signed Bernoulli spikes with
@@ -37,7 +41,7 @@ import torch
 
 from .coding import Analog
 from .neurons import IF, NeuronModel
-from .ops import Op, ValueEquality, _frozen_array
+from .ops import Op, ValueEquality, _frozen_array, schedule_row, tensor_of
 
 READOUTS = ("spike", "accumulate")
 
@@ -80,16 +84,40 @@ class Population(ValueEquality):
     scale: float = 1.0                  # activation value of one spike per step (lambda)
     cap: Optional[float] = None         # ANN clip of the activation, in units of scale (Clip max)
     source_node: Optional[str] = None   # the ANN node this population stands for
+    gain: Optional[np.ndarray] = None   # (S, ...) per-step factor on the input, broadcast to (S,) + shape
+    shift: Optional[np.ndarray] = None  # (S, ...) per-step addition to the bias, broadcast likewise
 
     def __post_init__(self):
-        object.__setattr__(self, "bias", _frozen_array(self.bias))
+        for name in ("bias", "gain", "shift"):
+            object.__setattr__(self, name, _frozen_array(getattr(self, name)))
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the input follows a per-step schedule (``gain`` or ``shift``)."""
+        return self.gain is not None or self.shift is not None
+
+    def schedule_steps(self) -> int:
+        """S, the number of scheduled steps (0 without a schedule)."""
+        return max(len(a) for a in (self.gain, self.shift) if a is not None) if self.scheduled else 0
+
+    def scheduled_input(self, current: torch.Tensor, t0: int) -> torch.Tensor:
+        """gain[t'] (current + shift[t']) for ``current`` = I + bias of steps t0+1..t0+tb, shape (tb, B, ...)."""
+        for name in ("shift", "gain"):
+            table = getattr(self, name)
+            if table is None:
+                continue
+            rows = [schedule_row(t, len(table)) for t in range(t0 + 1, t0 + current.shape[0] + 1)]
+            values = tensor_of(self, name, current)[rows].unsqueeze(1)
+            current = current + values if name == "shift" else current * values
+        return current
 
     def with_neuron(self, **changes) -> "Population":
         """The population with its neuron model's fields changed (e.g. ``v0``)."""
         return dataclasses.replace(self, neuron=self.neuron.replace(**changes))
 
     def tensors(self) -> dict:
-        return {"bias": self.bias}
+        return {name: a for name, a in (("bias", self.bias), ("gain", self.gain), ("shift", self.shift))
+                if a is not None}
 
 
 @dataclass(frozen=True, eq=False)

@@ -39,6 +39,10 @@ def _check_finite(where: str, arrays: dict) -> None:
 
 
 def _verify_ann(g: Graph) -> None:
+    timed = [n for n in g.nodes() if isinstance(g.payload(n), ops.TIME_OPS)]
+    if timed and "trained_snn" not in g.meta:
+        raise VerificationError(f"node {timed[0]!r} ({type(g.payload(timed[0])).__name__}) depends on the time step, "
+                                "but the graph has no trained_snn meta (its time_steps)")
     for name in g.nodes():
         op = g.payload(name)
         if not isinstance(op, ops.Op):
@@ -78,6 +82,12 @@ def _verify_snn(g: Graph) -> None:
         if tuple(node.shape) != shape or node.bias.shape != shape:
             raise VerificationError(f"population {name!r}: bias {node.bias.shape} / shape {node.shape} != {shape}")
         _check_finite(f"population {name!r}", node.tensors())
+        for field in ("gain", "shift"):
+            table = getattr(node, field)
+            if table is not None and (table.ndim != len(shape) + 1 or len(table) == 0 or
+                                      np.broadcast_shapes(table.shape[1:], shape) != shape):
+                raise VerificationError(f"population {name!r}: its {field} schedule {table.shape} is not (steps, ...) "
+                                        f"broadcasting to {shape}")
         if type(node.neuron) not in MODELS.values():
             raise VerificationError(f"population {name!r}: neuron model {node.neuron!r} is not one of "
                                     f"{', '.join(cls.__name__ for cls in MODELS.values())}")

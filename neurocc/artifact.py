@@ -34,9 +34,10 @@ from neurocc.ir.serialize import from_dict, to_dict
 from neurocc.options import CompileOptions
 
 FORMAT = "neurocc-artifact"
-FORMAT_VERSION = 7         # 4: options.preprocess.transpose; 5: options.max_pool; 6: options.snn_calibration,
+FORMAT_VERSION = 8         # 4: options.preprocess.transpose; 5: options.max_pool; 6: options.snn_calibration,
                            # calibration_steps; 7: options.phases, skip_periods, heads, heads_steps, prior_weight,
-                           # the WeightedIF neuron and Phase coding
+                           # the WeightedIF neuron and Phase coding; 8: directly trained SNNs (Population gain and
+                           # shift, the LIF neuron, meta trained_snn, options.gamma_exit)
 MANIFEST = "manifest.json"
 _KEYS = {"format": str, "format_version": int, "neurocc_version": str, "created": str, "source": dict,
          "target": str, "options": dict, "passes": list, "files": dict, "checksum": str}

@@ -104,7 +104,7 @@ def cmd_compile(args) -> int:
                           heads=tuple(args.heads), heads_steps=args.heads_steps, prior_weight=args.prior_weight,
                           optimize_weights=tuple(args.optimize_weights or ()), reset=args.reset, v0=args.v0,
                           readout=args.readout, coding=args.coding, coding_seed=args.seed, phases=args.phases,
-                          skip_periods=args.skip_periods, max_pool=args.max_pool,
+                          skip_periods=args.skip_periods, max_pool=args.max_pool, gamma_exit=args.gamma_exit,
                           calib_samples=args.calib_samples, batch_size=args.batch_size, preprocess=pre)
     if not 0 <= args.warn_mass_lost <= 1:                # also refuses NaN
         raise NeuroccError(f"--warn-mass-lost must be a fraction in [0, 1], got {args.warn_mass_lost}")
@@ -287,7 +287,7 @@ def cmd_run(args) -> int:
         raise NeuroccError(f"--limit must be at least 1, got {args.limit}")
     if args.batch_size < 1:
         raise NeuroccError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise NeuroccError(f"--steps must be at least 1, got {args.steps}")
     if not args.max_hours > 0:
         raise NeuroccError(f"--max-hours must be positive, got {args.max_hours}")
@@ -299,6 +299,7 @@ def cmd_run(args) -> int:
         if path:
             output_file(path)                            # before the simulation, not after it
     art = read_artifact(args.artifact)
+    args.steps = args.steps or default_steps(art.snn)
     opts = art.options
     backend = BACKENDS[args.backend or TARGETS[art.manifest["target"]].backend]
     x, y = load_data(args.data, art.snn.shape(art.snn.inputs[0]), opts.preprocess, limit=args.limit,
@@ -326,7 +327,9 @@ def cmd_run(args) -> int:
     ref = "accuracy" if y is not None else "agreement with its own predictions (no labels in the data)"
     print(table(["metric", "value"], [
         ["samples", summary.samples],
-        ["ANN " + ("accuracy %" if y is not None else "agreement %"), f"{100 * summary.ann_accuracy:.2f}"],
+        [_reference_name(art.snn) + (" accuracy %" if y is not None else " agreement %"),
+         f"{100 * summary.ann_accuracy:.2f}"],
+        *_bntt_exit_rows(art.snn, summary),
         [f"SNN at step {args.steps} %", f"{100 * summary.accuracy[-1]:.2f}"],
         ["best SNN % (step)", f"{100 * summary.accuracy.max():.2f} ({int(summary.accuracy.argmax()) + 1})"],
         ["spikes/sample", f"{summary.spikes_per_step.sum():,.0f}"],
@@ -349,6 +352,31 @@ def cmd_run(args) -> int:
     if args.plot:
         atomic_write(args.plot, plot_run(summary, Path(args.artifact).name))
     return 0
+
+
+def _reference_name(snn) -> str:
+    """What a run is compared with: the ANN, or a directly trained SNN run as trained (``ir.executor``)."""
+    trained = snn.meta.get("trained_snn")
+    return "ANN" if trained is None else f"trained SNN at its T = {trained['time_steps']}"
+
+
+def _bntt_exit_rows(snn, summary) -> list:
+    """The BNTT early exit's step against the trained steps, when the run reaches both."""
+    trained = snn.meta.get("trained_snn", {})
+    if "early_exit" not in trained:
+        return []
+    step, total = trained["early_exit"]["step"], trained["time_steps"]
+    return [["BNTT early exit (bntt 3.4)", f"step {step} of {total} (mean gamma_t < {trained['early_exit']['threshold']:g} "
+                                           f"in every layer after it)"]]
+
+
+def default_steps(snn) -> int:
+    """The steps a run simulates unless told: a directly trained SNN's BNTT early-exit step (bntt 3.4), else its
+    trained steps; 100 for a converted network."""
+    trained = snn.meta.get("trained_snn")
+    if trained is None:
+        return 100
+    return trained.get("early_exit", {}).get("step", trained["time_steps"])
 
 
 def _anytime_rows(s) -> list:
@@ -751,6 +779,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layer-wise calibration of the SNN on calibration data (needs --calib): bias corrects each "
                         "layer's mean rate error at --calibration-steps (SNN Calibration's light pipeline, Li et al. "
                         "2021); default none")
+    c.add_argument("--gamma-exit", type=float, default=0.1, metavar="THRESHOLD",
+                   help="a BNTT network's early exit (bntt 3.4): run stops after the last step at which some layer's "
+                        "mean gamma_t is at least THRESHOLD (default 0.1)")
     c.add_argument("--calibration-steps", type=int, default=32, metavar="T",
                    help="the latency T --snn-calibration corrects the rates at (default 32)")
     c.add_argument("--heads", nargs="+", default=["all"], metavar="NAME|auto|all|none",
@@ -796,7 +827,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=RUN_EXAMPLE, formatter_class=fmt)
     r.add_argument("artifact", help="artifact folder written by neurocc compile")
     r.add_argument("--data", required=True, help="data (.npz with x and optional y)")
-    r.add_argument("--steps", type=int, default=100, help="time steps to simulate (default 100)")
+    r.add_argument("--steps", type=int, help="time steps to simulate (default 100; a directly trained SNN: its BNTT "
+                                             "early-exit step, else the steps it was trained for)")
     r.add_argument("--batch-size", type=int, default=64, help="samples simulated together (default 64)")
     r.add_argument("--backend", choices=BACKENDS, metavar="BACKEND",
                    help="; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())

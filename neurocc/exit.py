@@ -20,6 +20,9 @@ at (1-based) and the decision D there; a sample the rule never stops runs to the
   network represents its activations; the posterior means under fusion) have a top-1 minus top-2 difference of
   at least M.
 
+``gamma_exit_step`` is BNTT's temporal early exit (bntt §3.4), one step for every sample, fixed at compile time from
+the trained gamma_t alone.
+
 ``spent`` gives what a sample cost up to its exit step: the sum over populations of its spikes (or synaptic
 events) over steps 1..exit.
 """
@@ -124,3 +127,17 @@ def spent(per_population: dict, step: np.ndarray) -> np.ndarray:
         return np.zeros(len(step), np.int64)
     cumulative = np.cumsum(sum(per_population.values()), axis=0, dtype=np.int64)
     return cumulative[step - 1, np.arange(len(step))]
+
+
+def gamma_exit_step(gammas: dict, threshold: float, steps: int) -> int:
+    """BNTT's early exit (bntt §3.4, Fig. 3): the first step t after which the layer-mean gamma_t of every BNTT
+    layer stays below ``threshold`` up to the trained ``steps``, at least 1; ``steps`` itself if the last step's
+    gammas do not all fall below it. ``gammas`` maps each layer to its [mean gamma_t for t = 1..S] (past S the
+    last row holds, as ``ops.StepAffine`` says)."""
+    rows = np.array(list(gammas.values()), dtype=np.float64)        # (layers, S)
+    rows = np.concatenate([rows, np.repeat(rows[:, -1:], max(steps - rows.shape[1], 0), axis=1)], axis=1)[:, :steps]
+    below = np.all(rows < threshold, axis=0)
+    step = steps
+    while step > 1 and below[step - 1]:
+        step -= 1
+    return step

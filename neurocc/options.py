@@ -87,6 +87,7 @@ class CompileOptions:
     heads: tuple = ("all",)             # intermediate-prediction heads kept (place_heads): all | auto | none | names
     heads_steps: int = 100              # --heads auto: steps simulated per variant
     prior_weight: float = 10.0          # --heads auto: P of Bayesian fusion (eq. 16), = decode.DEFAULT_PRIOR_WEIGHT
+    gamma_exit: float = 0.1             # BNTT early exit: threshold on every layer's mean gamma_t (bntt §3.4)
     batch_size: int = 128
     seed: int = 0                       # calibration subsampling
     preprocess: Preprocess = field(default_factory=Preprocess)
@@ -124,6 +125,8 @@ class CompileOptions:
         _check_heads(self)
         if not 0 <= self.coding_seed < 2 ** 32:
             raise NeuroccError(f"--seed must be in 0..2^32-1, got {self.coding_seed}")
+        if not self.gamma_exit >= 0:
+            raise NeuroccError(f"--gamma-exit must be a threshold >= 0, got {self.gamma_exit}")
         if not 0.0 <= self.v0 < 1.0:
             raise NeuroccError(f"--v0 must be in [0, 1), got {self.v0}")
 

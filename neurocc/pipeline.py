@@ -15,6 +15,12 @@ with ``--optimize``, right after ``normalize``; it judges each candidate after t
 ``--heads`` is not ``all``, before ``optimize``: it keeps the chosen heads (``auto`` simulates each after the passes
 that follow, ``finish``, like ``optimize``); the ANN reference then keeps the outputs the SNN kept.
 
+A directly trained SNN (an ANN-level graph with ``Spike`` layers, meta ``trained_snn``: ``neurocc.train``'s ONNX
+form or a NIR graph) keeps its trained neurons: canonicalize -> fold_batchnorm -> lower_to_snn -> the target's
+passes after ``normalize`` (``quantize`` refuses what the chip cannot run). The conversion options (calibration,
+normalisation, input codings other than analog, heads, optimize, SNN calibration, --reset, --v0) do not apply
+and are refused.
+
 Every pass is followed by ``verify``. A pass that fails with a user error (``NeuroccError``) passes it
 on; any other failure is reported with the passes that already ran.
 """
@@ -31,6 +37,7 @@ from neurocc.backends import TARGETS
 from neurocc.backends.truenorth.fan_in import split_fan_in
 from neurocc.backends.truenorth.mapping import map_truenorth
 from neurocc.errors import NeuroccError
+from neurocc.exit import gamma_exit_step
 from neurocc.hwmodels import load_hwmodel
 from neurocc.ir import Graph, VerificationError, verify
 from neurocc.ir.printer import dump
@@ -132,6 +139,35 @@ def run_passes(graph: Graph, passes, ctx: CompileContext, done: list) -> Graph:
     return graph
 
 
+def _refuse_conversion_options(ctx: CompileContext) -> None:
+    """The options that only mean something for a converted ANN, set on a directly trained SNN: one line."""
+    opts = ctx.options
+    default = CompileOptions(target=opts.target)
+    set_here = ["--calib"] if ctx.calib_x is not None else []
+    set_here += [flag for flag, field in (("--optimize", "optimize"),
+                                         ("--snn-calibration", "snn_calibration"), ("--reset", "reset"), ("--v0", "v0"),
+                                         ("--readout", "readout"), ("--coding", "coding"), ("--max-pool", "max_pool"),
+                                         ("--heads", "heads"))
+                if getattr(opts, field) != getattr(default, field)]
+    if set_here:
+        raise NeuroccError(f"{', '.join(set_here)}: conversion options, which a directly trained SNN does not take "
+                           "(its neurons, reset and read-out are as trained; its input is analog)")
+
+
+def _compile_trained_snn(ann: Graph, ctx: CompileContext, done: list) -> CompileResult:
+    _refuse_conversion_options(ctx)
+    ann = run_passes(ann, ANN_PASSES[:2], ctx, done)              # canonicalize, fold_batchnorm
+    snn = run_passes(ann, (LOWERING,), ctx, done)
+    snn = run_passes(snn, target_passes(ctx.options.target)[1:], ctx, done)     # no normalize
+    trained = snn.meta["trained_snn"]
+    if trained.get("gamma"):
+        step = gamma_exit_step(trained["gamma"], ctx.options.gamma_exit, trained["time_steps"])
+        trained["early_exit"] = {"threshold": ctx.options.gamma_exit, "step": step}
+        log.info("BNTT early exit at step %d of %d (every layer's mean gamma_t < %g after it)", step,
+                 trained["time_steps"], ctx.options.gamma_exit)
+    return CompileResult(ann=ann, snn=snn, passes=done)
+
+
 def compile_graph(ann: Graph, ctx: CompileContext) -> CompileResult:
     """Run the target's pipeline on an imported ANN graph."""
     verify(ann)
@@ -139,6 +175,8 @@ def compile_graph(ann: Graph, ctx: CompileContext) -> CompileResult:
     if hwmodel is not None and ctx.hwmodel is None:
         ctx.hwmodel = load_hwmodel(hwmodel)
     done: list = []
+    if "trained_snn" in ann.meta:
+        return _compile_trained_snn(ann, ctx, done)
     ann_passes = ANN_PASSES
     if ctx.options.max_pool == "average":       # before calibration: the lambda are the new network's
         ann_passes = ANN_PASSES[:2] + (_AVERAGE_POOLS,) + ANN_PASSES[2:]

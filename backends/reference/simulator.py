@@ -115,7 +115,9 @@ class _BatchRun:
         for name in sim.order:
             node = g.payload(name)
             if isinstance(node, Population):
-                self.state[name] = node.neuron.init_state(sim.bias(node), self.b, state_dtype)
+                bias = sim.bias(node)       # a scheduled population's bias goes into its scheduled input
+                self.state[name] = node.neuron.init_state(torch.zeros_like(bias) if node.scheduled else bias,
+                                                          self.b, state_dtype)
         self.gates = {key: _Gate() for key in sim.gated}
         # the last (max delay) steps of every delayed source; zeros before the first step
         self.history = {src: torch.zeros((depth, self.b) + g.shape(src), dtype=sim.dtype, device=sim.device)
@@ -178,6 +180,8 @@ class _BatchRun:
             return self._integrate_fused(name, node, current, t0, tb, record)
         state = self.state[name]
         v = state["v"]
+        if node.scheduled:                  # gain[t'] (I + b + shift[t']); its state's bias is zero
+            current = node.scheduled_input(current.expand((tb,) + tuple(current.shape[1:])) + self.sim.bias(node), t0)
         if node.readout == "accumulate" and isinstance(node.neuron, IF):       # V + I + b, unbounded
             current = current + state["bias"]
             if current.shape[0] == 1 and tb > 1:
@@ -409,7 +413,7 @@ class Simulator:
     def fused(self, node: Population, name: str) -> bool:
         """Whether population ``name`` takes the fused CPU kernel (an NL-IAF model, spiking, not read out)."""
         return (self.use_fused and self.device.type == "cpu" and node.neuron.as_nliaf() is not None
-                and node.readout == "spike" and name not in self.graph.outputs)
+                and not node.scheduled and node.readout == "spike" and name not in self.graph.outputs)
 
     def _integer_chains(self):
         """(projection key, gate ops, chain after the gate) of every projection, in integer mode."""

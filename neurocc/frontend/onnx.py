@@ -7,6 +7,12 @@ TensorFlow, Keras and TFLite converters) are folded as ``frontend.layout`` descr
 applied to the model input is recorded in ``meta["input_transpose"]`` (the artifact's pre-processing
 applies it to the user's data).
 
+Directly trained SNNs (``neurocc.train``) add two ops in the operator domain ``neurocc``: ``Spike`` (a layer of
+spiking neurons: attributes threshold, leak, reset, compare, v0) and ``BNTT`` (batch norm through time: inputs x,
+gamma, mean, var of shape (steps, channels), attribute epsilon), imported as ``ops.Spike`` and ``ops.StepAffine``;
+the model's metadata ``neurocc.time_steps`` (and ``neurocc.method``) becomes the graph's ``trained_snn`` meta, with
+the layer-mean gamma_t of every BNTT node (bntt §3.4's early exit reads them). The README gives the exact form.
+
 A node the import cannot take raises ``UnsupportedModelError`` naming it, its op type and why (the
 supported ops for an unknown op type). The import goes on past a blocking node (its outputs stand in
 with the shapes ONNX shape inference gives them) so that the error lists every blocking node at once.
@@ -32,6 +38,7 @@ from .layout import Layout, absorb_into_columns, flattened, same_arrangement, tr
 
 log = logging.getLogger(__name__)
 MIN_OPSET = 8
+SNN_DOMAIN = "neurocc"
 
 
 @dataclass
@@ -140,7 +147,8 @@ class _Importer:
         name = self.node.output[0]
         probe = [torch.zeros((1,) + self.shape(i)) for i in inputs]
         try:
-            shape = tuple(ops.apply(op, probe).shape[1:])
+            shape = tuple((op.at(1, *probe) if isinstance(op, ops.StepAffine) else probe[0] if
+                           isinstance(op, ops.Spike) else ops.apply(op, probe)).shape[1:])
         except RuntimeError as e:
             self.fail(f"cannot be evaluated on inputs of shape {[self.shape(i) for i in inputs]}: {_first_line(e)}")
         self.graph.add_node(name, op, shape)
@@ -175,11 +183,29 @@ class _Importer:
                 self.problems.append((out.name, "graph output", f"it is permuted by Transpose node "
                                       f"{v.layout.made_by!r}, which nothing after it folds"))
             outputs.append(v.node)
+        self._trained_snn_meta()
         if self.problems:
             raise _unconvertible(self.source, self.problems)
         self.graph.outputs = tuple(dict.fromkeys(outputs))
         self.graph.remove_dead()
         return self.graph
+
+    def _trained_snn_meta(self) -> None:
+        """A model with ``neurocc`` ops is a directly trained SNN: its trained steps into ``meta["trained_snn"]``."""
+        if not any(n.domain == SNN_DOMAIN for n in self.model.graph.node):
+            return
+        props = {p.key: p.value for p in self.model.metadata_props}
+        try:
+            steps = int(props["neurocc.time_steps"])
+            if steps < 1:
+                raise ValueError
+        except (KeyError, ValueError):
+            self.problems.append(("model", "metadata", "a model with neurocc.Spike/BNTT ops needs metadata_props "
+                                  "neurocc.time_steps, the positive number of steps it was trained for, got "
+                                  f"{props.get('neurocc.time_steps')!r}"))
+            return
+        meta = self.graph.meta.setdefault("trained_snn", {"gamma": {}})
+        meta.update(time_steps=steps, method=props.get("neurocc.method", "unknown"))
 
     def _add_input(self, inp: onnx.ValueInfoProto) -> None:
         """A graph input; with ``input_perm`` the IR input is the ONNX input transposed by it, and the
@@ -200,10 +226,10 @@ class _Importer:
     def _import_node(self, node: onnx.NodeProto) -> None:
         ins = [self.values.get(i) if i else None for i in node.input]
         try:
-            if node.domain not in ("", "ai.onnx"):
+            if node.domain not in ("", "ai.onnx", SNN_DOMAIN):
                 self._unsupported()
             if any(v is not None and v.blocked for v in ins):
-                if node.op_type not in _HANDLERS and node.op_type != "Shape":
+                if _handler_key(node) not in _HANDLERS and node.op_type != "Shape":
                     self._unsupported()
                 self._stand_in(node)
                 return
@@ -215,7 +241,7 @@ class _Importer:
             if all(v is None or v.const is not None for v in ins) and node.op_type not in ("Dropout",):
                 self._fold(node, ins)
                 return
-            handler = _HANDLERS.get(node.op_type)
+            handler = _HANDLERS.get(_handler_key(node))
             if handler is None:
                 self._unsupported()
             result = handler(self)
@@ -259,6 +285,11 @@ class _Importer:
             self.fail(f"constant folding failed: {_first_line(e)}")
         for name, arr in zip([o for o in node.output if o], results):
             self.values[name] = _Value(const=np.asarray(arr))
+
+
+def _handler_key(node: onnx.NodeProto) -> str:
+    """The registry key of a node: its op type, prefixed with its domain outside the default one."""
+    return f"{node.domain}.{node.op_type}" if node.domain == SNN_DOMAIN else node.op_type
 
 
 def _unconvertible(source: str, problems: list) -> UnsupportedModelError:
@@ -361,6 +392,37 @@ def _batchnorm(imp: _Importer):
 def _relu(imp: _Importer):
     x, layout = imp.layout_input(0)
     return _Value(node=imp.emit(ops.Relu(), [x]), layout=layout)
+
+
+@onnx_handler(f"{SNN_DOMAIN}.Spike")
+def _spike(imp: _Importer):
+    """A layer of spiking neurons of a directly trained SNN (``ops.Spike``)."""
+    x = imp.data_input(0)
+    try:
+        op = ops.Spike(threshold=float(imp.attr("threshold", 1.0)), leak=float(imp.attr("leak", 1.0)),
+                       reset=imp.attr("reset", "subtract"), compare=imp.attr("compare", ">="),
+                       v0=float(imp.attr("v0", 0.0)))
+    except ValueError as e:
+        imp.fail(str(e))
+    return imp.emit(op, [x])
+
+
+@onnx_handler(f"{SNN_DOMAIN}.BNTT")
+def _bntt(imp: _Importer):
+    """Batch norm through time (bntt eq. 9, no beta): y = gamma_t (x - mu_t) / sqrt(sigma_t^2 + eps), one row per
+    step, as ``ops.StepAffine(scale = gamma_t / sqrt(sigma_t^2 + eps), shift = -mu_t)``."""
+    x = imp.data_input(0)
+    gamma, mean, var = (np.asarray(imp.const_input(i, what), np.float64)
+                        for i, what in ((1, "gamma"), (2, "mean"), (3, "var")))
+    channels = imp.shape(x)[0]
+    if not gamma.shape == mean.shape == var.shape or gamma.ndim != 2 or gamma.shape[1] != channels:
+        imp.fail(f"gamma, mean and var must all be (steps, {channels}), got {gamma.shape}, {mean.shape}, {var.shape}")
+    eps = float(imp.attr("epsilon", 1e-5))
+    if np.any(var + eps <= 0):
+        imp.fail("var + epsilon must be positive")
+    name = imp.emit(ops.StepAffine(scale=gamma / np.sqrt(var + eps), shift=-mean), [x])
+    imp.graph.meta.setdefault("trained_snn", {"gamma": {}})["gamma"][name] = gamma.mean(axis=1).tolist()
+    return name
 
 
 @onnx_handler("Clip")

@@ -14,6 +14,11 @@
   max of weighted-spikes §4.5, as the first op of the projection chains through it.
 
 The populations come out un-normalised (threshold 1, scale 1): ``normalize`` sets the scales.
+
+A directly trained SNN's ``Spike`` layer becomes a population of its own neurons (threshold, leak, reset as
+trained; ``normalize`` does not run on such graphs), and a ``StepAffine`` (batch norm through time) right before
+it becomes the population's per-step ``gain`` and ``shift`` (``ir.snn``). A ``Spike`` graph output is read out
+as its spike counts.
 """
 from __future__ import annotations
 
@@ -34,7 +39,18 @@ def _is_channel_placement(op: ops.Op) -> bool:
 
 
 def _is_source(g: Graph, name: str) -> bool:
-    return isinstance(g.payload(name), (ops.Input, ops.Relu))
+    return isinstance(g.payload(name), (ops.Input, ops.Relu, ops.Spike))
+
+
+def _schedule(g: Graph, spike: str) -> tuple:
+    """(pre-activation node, gain, shift) of ``Spike`` node ``spike``: a ``StepAffine`` before it is its schedule,
+    each table (S, C) shaped (S, C, 1, ...) to broadcast over the population."""
+    (pre,) = g.inputs_of(spike)
+    op = g.payload(pre)
+    if not isinstance(op, ops.StepAffine):
+        return pre, None, None
+    shape = op.scale.shape + (1,) * (len(g.shape(pre)) - 1)
+    return g.inputs_of(pre)[0], op.scale.reshape(shape), op.shift.reshape(shape)
 
 
 def lower_to_snn(ann: Graph, ctx) -> Graph:
@@ -59,6 +75,9 @@ def lower_to_snn(ann: Graph, ctx) -> Graph:
             return tuple((src, (op,) + chain) for src, chain in inner)
         if isinstance(op, ops.Add):
             return tuple(p for s in srcs for p in paths(s))
+        if isinstance(op, ops.TIME_OPS):
+            raise UnsupportedModelError(f"{type(op).__name__} node {name!r} feeds {ann.consumers(name)}; batch norm "
+                                        "through time must come right before a spiking layer (neurocc.Spike)")
         if isinstance(op, ops.Concat):
             total = ann.shape(name)[0]
             out, offset = [], 0
@@ -85,12 +104,13 @@ def lower_to_snn(ann: Graph, ctx) -> Graph:
             return memo[n]
         return value(name)[0]
 
-    def add_population(name: str, pre: str, readout: str, source_node: str, cap=None) -> None:
+    def add_population(name: str, pre: str, readout: str, source_node: str, cap=None, neuron=None,
+                       gain=None, shift=None) -> None:
         bias = constant(pre).numpy()
         spiking = readout == "spike"
-        neuron = IF(reset=opts.reset or "subtract", v0=opts.v0 if spiking else 0.0)
+        neuron = neuron or IF(reset=opts.reset or "subtract", v0=opts.v0 if spiking else 0.0)
         snn.add_node(name, Population(shape=ann.shape(pre), bias=bias, neuron=neuron, readout=readout, cap=cap,
-                                      source_node=source_node), ann.shape(pre))
+                                      source_node=source_node, gain=gain, shift=shift), ann.shape(pre))
         for src, chain in paths(pre):
             snn.add_projection(src, name, Projection(ops=chain))
 
@@ -100,9 +120,15 @@ def lower_to_snn(ann: Graph, ctx) -> Graph:
             snn.add_node(name, InputSource(shape=op.shape, coding=coding_named(opts.coding, opts.coding_seed, opts.phases)), op.shape)
         elif isinstance(op, ops.Relu):
             add_population(name, ann.inputs_of(name)[0], "spike", name, cap=op.cap)
+        elif isinstance(op, ops.Spike):
+            pre, gain, shift = _schedule(ann, name)
+            add_population(name, pre, "spike", name, neuron=op.neuron(), gain=gain, shift=shift)
 
     outputs = []
     for out in ann.outputs:
+        if isinstance(ann.payload(out), ops.Spike):       # a spiking output layer: read out its spike counts
+            outputs.append(out)
+            continue
         pre = out
         if isinstance(ann.payload(out), ops.Relu):
             pre = ann.inputs_of(out)[0]

@@ -22,6 +22,11 @@ channel (4 axon types per input, see hwmodels/truenorth.toml). Pooling becomes i
 ``NeuroccError``, except for an accumulating read-out, which is only compared: its input is scaled down
 to fit instead (graph meta ``readout_gains``).
 
+A directly trained SNN (graph meta ``trained_snn``) keeps its own neurons: each population is first brought to
+threshold 1 by dividing its input by its trained threshold (exact: the spikes of V / theta >= 1 are those of
+V >= theta), and the chip must have the same reset, comparison, no leak and no refractory period, and no
+per-step schedule; else ``quantize`` refuses, naming the population and what the chip lacks.
+
 The report (graph meta ``quantization``) gives per projection the exponent, clipped weights, weights
 rounded to zero, the relative weight error ||W_q - W|| / ||W|| and the weight mass lost; and the
 agreement of the quantised network's ANN function (the rate view of the dequantised graph) with the
@@ -288,6 +293,45 @@ def _choose_vth(graph: Graph, name: str, node: Population, incoming: list, hw) -
                        f"largest bias {max_bias:.3g} in threshold units)")
 
 
+def _unit_thresholds(graph: Graph) -> Graph:
+    """The graph with every population's input divided by its threshold, which becomes 1 (same spikes)."""
+    g = graph.copy()
+    for name in g.nodes():
+        node = g.payload(name)
+        theta = getattr(getattr(node, "neuron", None), "threshold", 1.0)
+        if theta == 1.0:
+            continue
+        for u, _, k, d in g.nx.in_edges(name, keys=True, data=True):
+            proj = d["proj"]
+            g.nx.edges[u, name, k]["proj"] = dataclasses.replace(proj, ops=scale_chain(proj.ops, g.shape(u), 1.0,
+                                                                                         1.0 / theta))
+        g.set_payload(name, dataclasses.replace(node, bias=node.bias / theta, neuron=node.neuron.replace(threshold=1.0)))
+    return g
+
+
+def _check_expressible(name: str, node: Population, hw, model) -> None:
+    """Refuse a trained population whose dynamics the chip cannot run as they were trained."""
+    neuron, chip = node.neuron, hw.neuron
+    lacks = []
+    if node.scheduled:
+        lacks.append("a per-step input schedule (batch norm through time): its neurons have one fixed threshold and "
+                     "input scale, which only a host rewriting them every step could change")
+    if getattr(neuron, "leak", 1.0) != 1.0:
+        lacks.append(f"a leak factor of {neuron.leak:g} ({f'its neurons leak by 2^-{chip.leak_shift}' if chip.leak_shift else 'its neurons do not leak'})")
+    elif chip.leak_shift:
+        lacks.append(f"a neuron without leak (its neurons always leak by 2^-{chip.leak_shift} per step)")
+    if node.readout == "spike":
+        if model.fixed_reset and neuron.reset not in (chip.reset,) + model.extra_resets:
+            lacks.append(f"reset {neuron.reset!r} (it resets {chip.reset!r})")
+        if neuron.compare != chip.spike_compare:
+            lacks.append(f"spikes at V {neuron.compare} threshold (it spikes at V {chip.spike_compare} threshold)")
+        if chip.refractory_steps:
+            lacks.append(f"no refractory period (it has {chip.refractory_steps} steps)")
+    if lacks:
+        raise NeuroccError(f"population {name!r} of this directly trained SNN cannot run on {hw.name}: it needs "
+                           f"{'; '.join(lacks)}. Compile it for a target that has them, or --target reference (float)")
+
+
 def quantize(graph: Graph, ctx) -> Graph:
     """Map weights, thresholds, biases and V0 onto the target's integer formats from one scale per population."""
     hw = ctx.hwmodel
@@ -296,13 +340,16 @@ def quantize(graph: Graph, ctx) -> Graph:
     if fixed_reset and ctx.options.reset not in (None, hw.neuron.reset) + model.extra_resets:
         raise NeuroccError(f"{hw.name} neurons reset {hw.neuron.reset!r} ({hw.source('neuron.reset')}); "
                            f"--reset {ctx.options.reset} is not available on this target")
-    g = graph.copy()
+    trained = "trained_snn" in graph.meta
+    g = _unit_thresholds(graph) if trained else graph.copy()
     report = []
     for name in g.topo_order():
         node = g.payload(name)
         if isinstance(node, InputSource):
             g.set_payload(name, dataclasses.replace(node, bits=INPUT_BITS))
             continue
+        if trained:
+            _check_expressible(name, node, hw, model)
         incoming = []
         for u, _, k, d in g.nx.in_edges(name, keys=True, data=True):
             proj = d["proj"]
@@ -346,7 +393,7 @@ def quantize(graph: Graph, ctx) -> Graph:
             report.append({"population": name, "source": inc.src, "key": inc.key, "threshold": theta, "exponent": e,
                            "weights": int(np.size(q)), **stats})
         neuron = node.neuron
-        reset = (ctx.options.reset or hw.neuron.reset) if fixed_reset else neuron.reset
+        reset = (ctx.options.reset or hw.neuron.reset) if fixed_reset and not trained else neuron.reset
         chip = from_hwmodel(hw, threshold=float(theta), v0=neuron.v0, reset=reset)
         if node.readout == "spike":
             chip_neuron = chip
