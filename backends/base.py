@@ -44,7 +44,7 @@ class Target:
 @dataclass(frozen=True)
 class PopulationResources:
     name: str
-    kind: str                       # input | IF | readout
+    kind: str                       # input | readout | the neuron model (IF, LIF, ...)
     shape: tuple
     neurons: int                    # neurons on the chip (0 for an input fed from the host)
     synapses_in: int

@@ -27,6 +27,7 @@ import torch
 from neurocc.errors import NeuroccError
 
 RESET_MODES = ("subtract", "zero")
+LEAK_BITS = 12          # an integer-mode leak is L / 2^12, as Loihi's 12-bit decays
 COMPARES = (">=", ">")
 OVERFLOWS = ("saturate", "wrap")
 
@@ -171,8 +172,8 @@ class LIF(IF):
         s = V >= theta   (or V > theta);   V <- V - theta s  ("subtract")  or  V <- 0 where s  ("zero")
 
     The leak acts on the potential left after the previous step's reset, as in the BNTT code and snnTorch's
-    ``Leaky`` with a reset to zero. Float mode only: no integer target has a free leak factor (``quantize``
-    refuses it).
+    ``Leaky`` with a reset to zero. Integer mode decays as Loihi does (``LoihiLIF``, FACTS.md §5.1), with
+    leak = L / 2^12: V <- sign(V L) (|V L| >> 12), rounding toward zero; ``quantize`` rounds the leak to such an L.
     """
     semantics: ClassVar[str] = "lif"
     leak: float = 1.0
@@ -191,7 +192,9 @@ class LIF(IF):
     def step(self, state: dict, drive: torch.Tensor, t: int) -> torch.Tensor:
         v = state["v"]
         if v.dtype == torch.int64:
-            raise NeuroccError("the leaky IF neuron (lif) runs in float mode only")
+            v.copy_(_decay(v, round(self.leak * 2 ** LEAK_BITS))).add_(drive + state["bias"])
+            fit(v, self.state_bits, self.overflow)
+            return self._fire(v, state["fired"], int(self.threshold))
         v.mul_(self.leak).add_(drive + state["bias"])
         return self._fire(v, state["fired"], self.threshold)
 
@@ -313,7 +316,7 @@ class LoihiLIF(NeuronModel):
 def _decay(x: torch.Tensor, keep: int) -> torch.Tensor:
     """sign(x * keep) * (|x * keep| >> 12): Loihi's decay, rounding toward zero."""
     y = x * keep
-    return torch.sign(y) * (y.abs() >> 12)
+    return torch.sign(y) * (y.abs() >> LEAK_BITS)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ Semantics (one time step t = 1, 2, ...; every projection has a delay d >= 0 in s
 
 A population may follow a per-step schedule (directly trained SNNs, batch norm through time: bntt eq. 9):
 its input is then gain_p[t'] * (I_p(t) + shift_p[t']), t' = min(t, S) - 1 for S rows (past the last row,
-the last holds), and its neuron may leak (``ir.neurons.LIF``: V_p(t) = leak * V_p(t-1) + input).
+the last holds), and its neuron may leak (``ir.neurons.LIF``: V_p(t) = leak * V_p(t-1) + input). In integer mode
+``shift`` is in state units and ``gain`` holds round(gain * 2^GAIN_BITS): the input is
+floor((I_p(t) + shift_p[t']) * gain_p[t'] / 2^GAIN_BITS).
 
 An accumulating population (``readout="accumulate"``) never spikes: V_p(t) is its read-out and the
 prediction at step t is argmax V_p(t). A source's "spikes" s_q(t) are 0/1 for populations and, for an
@@ -44,6 +46,7 @@ from .neurons import IF, NeuronModel
 from .ops import Op, ValueEquality, _frozen_array, schedule_row, tensor_of
 
 READOUTS = ("spike", "accumulate")
+GAIN_BITS = 12          # fractional bits of an integer-mode schedule gain
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,7 +111,12 @@ class Population(ValueEquality):
                 continue
             rows = [schedule_row(t, len(table)) for t in range(t0 + 1, t0 + current.shape[0] + 1)]
             values = tensor_of(self, name, current)[rows].unsqueeze(1)
-            current = current + values if name == "shift" else current * values
+            if name == "shift":
+                current = current + values
+            elif current.dtype == torch.int64:
+                current = (current * values) >> GAIN_BITS          # an arithmetic shift: floor
+            else:
+                current = current * values
         return current
 
     def with_neuron(self, **changes) -> "Population":

@@ -124,6 +124,9 @@ def _verify_integers(g: Graph) -> None:
         node = g.payload(name)
         if isinstance(node, Population):
             check(f"population {name!r} bias", node.bias)
+            for field in ("gain", "shift"):
+                if getattr(node, field) is not None:
+                    check(f"population {name!r} {field} schedule", getattr(node, field))
             check(f"population {name!r} threshold", [node.neuron.threshold])
             for src, _, proj in g.projections(name):
                 if not isinstance(proj.shift, int):

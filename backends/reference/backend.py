@@ -46,7 +46,8 @@ class ReferenceBackend:
                 if incoming.max() > hwmodel.limits.fan_in_per_core:
                     over.append(f"{name}: a neuron has {int(incoming.max()):,} synapses in, more than "
                                 f"limits.fan_in_per_core = {hwmodel.limits.fan_in_per_core:,}")
-            kind = "input" if not spiking else ("readout" if node.readout == "accumulate" else "IF")
+            kind = "input" if not spiking else ("readout" if node.readout == "accumulate" else
+                                                 type(node.neuron).__name__ + (" (per-step schedule)" if node.scheduled else ""))
             rows.append(PopulationResources(name=name, kind=kind, shape=tuple(graph.shape(name)), neurons=neurons,
                                             synapses_in=int(incoming.sum()), synapses_out=out,
                                             fan_in=int(incoming.max()), cores=cores))

@@ -24,8 +24,12 @@ to fit instead (graph meta ``readout_gains``).
 
 A directly trained SNN (graph meta ``trained_snn``) keeps its own neurons: each population is first brought to
 threshold 1 by dividing its input by its trained threshold (exact: the spikes of V / theta >= 1 are those of
-V >= theta), and the chip must have the same reset, comparison, no leak and no refractory period, and no
-per-step schedule; else ``quantize`` refuses, naming the population and what the chip lacks.
+V >= theta), and the chip must have the same reset, comparison and no refractory period; else ``quantize``
+refuses, naming the population and what the chip lacks. A leak and a per-step schedule (BNTT) run only on the
+ideal integer chip (``generic``, NL-IAF semantics, neurocc's own formats): the leak as L / 2^12 (Loihi's decay
+form), the schedule's shift in state units (round(shift * theta)) and its gain as round(gain * 2^12), applied to
+the summed input (``ir.snn``). The real chips have one fixed threshold and input scale per neuron, which only a
+host rewriting them every step could change.
 
 The report (graph meta ``quantization``) gives per projection the exponent, clipped weights, weights
 rounded to zero, the relative weight error ||W_q - W|| / ||W|| and the weight mass lost; and the
@@ -43,8 +47,8 @@ import torch
 from neurocc.errors import NeuroccError
 from neurocc.ir import Graph, ops
 from neurocc.ir.executor import apply_chain, run_rate
-from neurocc.ir.neurons import IF, MODELS, WeightedIF, from_hwmodel
-from neurocc.ir.snn import InputSource, Population, Projection
+from neurocc.ir.neurons import IF, LEAK_BITS, LIF, MODELS, WeightedIF, from_hwmodel
+from neurocc.ir.snn import GAIN_BITS, InputSource, Population, Projection
 
 from .rescale import scale_chain
 
@@ -305,7 +309,9 @@ def _unit_thresholds(graph: Graph) -> Graph:
             proj = d["proj"]
             g.nx.edges[u, name, k]["proj"] = dataclasses.replace(proj, ops=scale_chain(proj.ops, g.shape(u), 1.0,
                                                                                          1.0 / theta))
-        g.set_payload(name, dataclasses.replace(node, bias=node.bias / theta, neuron=node.neuron.replace(threshold=1.0)))
+        shift = None if node.shift is None else node.shift / theta
+        g.set_payload(name, dataclasses.replace(node, bias=node.bias / theta, shift=shift,
+                                                neuron=node.neuron.replace(threshold=1.0)))
     return g
 
 
@@ -313,10 +319,11 @@ def _check_expressible(name: str, node: Population, hw, model) -> None:
     """Refuse a trained population whose dynamics the chip cannot run as they were trained."""
     neuron, chip = node.neuron, hw.neuron
     lacks = []
-    if node.scheduled:
+    ideal = hw.semantics == "nliaf"         # the generic chip takes the leak and the schedule in its own formats
+    if node.scheduled and not ideal:
         lacks.append("a per-step input schedule (batch norm through time): its neurons have one fixed threshold and "
                      "input scale, which only a host rewriting them every step could change")
-    if getattr(neuron, "leak", 1.0) != 1.0:
+    if getattr(neuron, "leak", 1.0) != 1.0 and not ideal:
         lacks.append(f"a leak factor of {neuron.leak:g} ({f'its neurons leak by 2^-{chip.leak_shift}' if chip.leak_shift else 'its neurons do not leak'})")
     elif chip.leak_shift:
         lacks.append(f"a neuron without leak (its neurons always leak by 2^-{chip.leak_shift} per step)")
@@ -403,9 +410,16 @@ def quantize(graph: Graph, ctx) -> Graph:
         if isinstance(neuron, WeightedIF):      # weighted spikes: the same neuron, its step weights kept
             chip_neuron = WeightedIF(**dataclasses.asdict(chip_neuron), phases=neuron.phases,
                                      skip_steps=neuron.skip_steps)
+        if isinstance(neuron, LIF):             # a trained leak, as L / 2^12
+            chip_neuron = LIF(**dataclasses.asdict(chip_neuron), leak=round(neuron.leak * 2 ** LEAK_BITS) / 2 ** LEAK_BITS)
         neuron = chip_neuron
+        schedule = {}
+        if node.gain is not None:
+            schedule["gain"] = np.rint(node.gain.astype(np.float64) * 2 ** GAIN_BITS)
+        if node.shift is not None:
+            schedule["shift"] = np.rint(node.shift.astype(np.float64) * theta)
         g.set_payload(name, dataclasses.replace(
-            node, neuron=neuron, bias=_quantize_bias(node.bias.astype(np.float64) * theta, hw.neuron)))
+            node, neuron=neuron, bias=_quantize_bias(node.bias.astype(np.float64) * theta, hw.neuron), **schedule))
     g.meta.update(mode="integer", hwmodel=hw.name, quantization=report)
     if ctx.calib_x is not None:
         g.meta["quantized_function"] = _function_check(graph, g, ctx)
