@@ -21,6 +21,10 @@ shorter paths: there the rates follow the same rules step by step,
 on the first ``TRANSIENT_SAMPLES`` samples. A Poisson-coded input fires at min(|x| / lambda_in, 1). Means over
 the data's samples, like a trace's counts.
 
+A directly trained SNN (graph meta ``trained_snn``) has no rate model: its leaks, schedules and trained thresholds
+make its rates those of its own dynamics, not of an ANN. Its activity is then simulated (the reference simulator)
+on the first ``TRANSIENT_SAMPLES`` samples of the data.
+
 Weighted spikes (phase coding with K phases, ``ir.neurons.WeightedIF``) carry a population's normalised value
 a in [0, 1 - 2^-K] as its K-bit binary fraction once per period, so it emits popcount(round(a 2^K)) / K spikes
 per step (a phase-coded input likewise, with a = |x| / lambda_in); the noise spikes of the first period
@@ -112,6 +116,8 @@ def predicted_activity(snn: Graph, x: np.ndarray, steps: int, batch_size: int = 
     """(spikes, events): name -> (steps,) mean per sample per step, predicted from the rates on ``x``."""
     from neurocc.passes.quantize import dequantize
 
+    if "trained_snn" in snn.meta:
+        return _simulated_activity(snn, x[:TRANSIENT_SAMPLES], steps)
     view = dequantize(snn) if snn.meta.get("mode") == "integer" else snn
     spiking = [n for n in snn.nodes() if isinstance(snn.payload(n), Population) and snn.payload(n).readout == "spike"]
 
@@ -148,3 +154,12 @@ def predicted_activity(snn: Graph, x: np.ndarray, steps: int, batch_size: int = 
             spikes[name][:start] = flat.sum(axis=1)
             events[name][:start] = flat @ fan.reshape(-1)
     return spikes, events
+
+
+def _simulated_activity(snn: Graph, x: np.ndarray, steps: int) -> tuple[dict, dict]:
+    """(spikes, events) per population and step, means over ``x``, from the reference simulator."""
+    from neurocc.backends.reference.simulator import Simulator
+
+    trace = Simulator(snn).run(x, steps)
+    return ({n: s.mean(axis=1) for n, s in trace.spikes.items()},
+            {n: e.mean(axis=1) for n, e in trace.events.items()})

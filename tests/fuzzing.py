@@ -297,6 +297,7 @@ _COMPILE_FLAGS = {
     "--optimize-weights": ["1 1 0", "nan 1 0", "-1 0 0", "1 1", "inf 0 0"],
     "--snn-calibration": ["none", "bias", "full"],
     "--calibration-steps": ["2", "0", "-1", "x"],
+    "--gamma-exit": ["0.1", "0", "-1", "nan", "x"],
     "--print-ir-after": ["normalize", "nosuchpass", "all"],
 }
 _RUN_FLAGS = {
