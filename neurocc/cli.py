@@ -1,4 +1,4 @@
-"""The ``neurocc`` command line: compile | run | estimate | inspect.
+"""The ``neurocc`` command line: compile | run | estimate | inspect | export.
 
 Exit codes: 0 success, 1 internal error (a bug: please report it; one line, the traceback with -v),
 2 bad input or usage (one line).
@@ -27,6 +27,7 @@ COMPILE_EXAMPLE = """example:
   neurocc compile model.onnx --calib train.npz --mean 0.485 0.456 0.406 --std 0.229 0.224 0.225 \\
       --input-scale 0.00392157 -o resnet.ncc
   neurocc compile model.onnx --calib train.npz --target loihi -o model_loihi.ncc   # integer, bit-exact
+  neurocc compile model.nir -o model.ncc        # a NIR graph (e.g. snnTorch's export_to_nir), Euler step --nir-dt
 
 Data files are .npz archives with an array x (N x C x H x W, N x H x W or N x H x W x C, or N x F)
 and optional integer labels y. Pre-processing (x * input-scale - mean) / std is stored in the
@@ -45,6 +46,15 @@ RUN_EXAMPLE = """example:
 
 Prints accuracy over time beside the ANN's, spikes and synaptic events. Without labels (y) in the
 data file, 'accuracy' is the agreement with the ANN's predictions."""
+
+EXPORT_EXAMPLE = """example:
+  neurocc export model.ncc --format nir -o model.nir     # then: neurocc compile model.nir -o again.ncc
+
+Writes a float artifact's spiking network as a NIR graph (nir.write's HDF5) for forward Euler with dt = 1e-4 s:
+IF/LIF neurons, their projections as Conv2d / Affine / Linear / pooling / Scale / Flatten nodes, an accumulating
+read-out as an I node. What NIR's IF/LIF cannot say (reset by subtraction, V >= threshold, V(0)) goes into node
+metadata that neurocc reads back; tools that ignore it run NIR's hard reset. Integer artifacts, delays, max-pool
+gates, per-step schedules and spike-coded inputs are refused. The Input takes the pre-processed sample."""
 
 INSPECT_EXAMPLE = """example:
   neurocc inspect model.onnx       # ops, shapes, whether neurocc can convert it
@@ -80,12 +90,22 @@ def _floats(values):
 
 
 # ----------------------------------------------------------------------------------------- compile
+def _load_model(args):
+    """The model's ANN graph and bytes: a .nir file through the NIR frontend, anything else as ONNX."""
+    if Path(args.model).suffix.lower() == ".nir":
+        from neurocc.frontend.nir import DEFAULT_DT, load_nir
+        return load_nir(args.model, dt=DEFAULT_DT if args.nir_dt is None else args.nir_dt, time_steps=args.nir_steps)
+    if args.nir_dt is not None or args.nir_steps is not None:
+        raise NeuroccError("--nir-dt and --nir-steps apply to NIR models (.nir) only")
+    from neurocc.frontend.onnx import load_onnx
+    return load_onnx(args.model)
+
+
 def cmd_compile(args) -> int:
     from neurocc.artifact import may_replace, write_artifact
     from neurocc.backends import BACKENDS, TARGETS
     from neurocc.data import load_data
     from neurocc.fileio import output_folder
-    from neurocc.frontend.onnx import load_onnx
     from neurocc.hwmodels import load_hwmodel, load_hwmodel_file
     from neurocc.options import CompileOptions, Preprocess
     from neurocc.pipeline import ALL_PASS_NAMES, CompileContext, compile_graph
@@ -119,7 +139,7 @@ def cmd_compile(args) -> int:
         if hw.semantics != load_hwmodel(target.hwmodel).semantics:
             raise NeuroccError(f"{args.hwmodel}: semantics {hw.semantics!r} do not match target {opts.target!r}")
     t0 = time.perf_counter()
-    ann, source = load_onnx(args.model)
+    ann, source = _load_model(args)
     if len(ann.inputs) != 1:
         raise NeuroccError(f"{args.model}: models with {len(ann.inputs)} inputs are not supported (need 1)")
     if ann.inputs[0] in ann.meta.get("input_transpose", {}):       # the model's own input Transpose, folded
@@ -643,6 +663,25 @@ def _neurobench_row(e) -> list:
 
 
 # ----------------------------------------------------------------------------------------- inspect
+# ------------------------------------------------------------------------------------------ export
+def cmd_export(args) -> int:
+    from neurocc.artifact import read_artifact
+    from neurocc.fileio import output_file
+    from neurocc.frontend.nir import DEFAULT_DT
+    from neurocc.nir_export import export_notes, write_nir
+
+    output_file(args.output)                             # before any work: a bad path fails at once
+    art = read_artifact(args.artifact)
+    pre = art.manifest["options"].get("preprocess", {})
+    write_nir(art.snn, args.output, metadata={"neurocc.source": art.manifest["source"]["name"],
+                                              "neurocc.preprocess": json.dumps(pre, sort_keys=True)})
+    if not args.quiet:
+        for note in export_notes(art.snn):
+            print(f"note: {note}")
+        print(f"exported {args.artifact} ({art.snn.summary()}) as NIR for dt = {DEFAULT_DT:g} s -> {args.output}")
+    return 0
+
+
 def cmd_setup(args) -> int:
     """Build Lava's own environment (``neurocc.backends.loihi.lava_env``)."""
     from neurocc.backends.loihi.lava_env import install
@@ -752,7 +791,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="convert an ONNX model into a spiking network artifact",
                        epilog=COMPILE_EXAMPLE, formatter_class=fmt)
-    c.add_argument("model", help="the ONNX file")
+    c.add_argument("model", help="the ONNX file, or a NIR graph (.nir)")
+    c.add_argument("--nir-dt", type=float, metavar="SECONDS",
+                   help="a .nir model: the forward-Euler step its continuous-time neurons run with (default 1e-4, "
+                        "snnTorch's export_to_nir dt, which makes its LIF leak beta again)")
+    c.add_argument("--nir-steps", type=int, metavar="T",
+                   help="a .nir model: the steps it was trained for, which its reference (the trained SNN run as "
+                        "trained) and neurocc run's default --steps take (default: the file's neurocc.time_steps, "
+                        "else 100)")
     c.add_argument("-o", "--output", required=True, help="artifact folder to write (replaced if it is an artifact)")
     c.add_argument("--target", default="reference", choices=TARGETS, metavar="TARGET",
                    help="; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()) + " (default: reference)")
@@ -896,6 +942,15 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--ir", action="store_true", help="also print the whole IR")
     i.set_defaults(func=cmd_inspect)
 
+    x = sub.add_parser("export", help="write a compiled float network in an interchange format (NIR)",
+                       epilog=EXPORT_EXAMPLE, formatter_class=fmt)
+    x.add_argument("artifact", help="artifact folder written by neurocc compile (a float target: reference)")
+    x.add_argument("--format", choices=("nir",), default="nir", help="nir: the Neuromorphic Intermediate "
+                                                                     "Representation, nir 1.0.8's HDF5 (default)")
+    x.add_argument("-o", "--output", required=True, help="the file to write (replaced whole, or left as it was)")
+    x.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    x.set_defaults(func=cmd_export)
+
     s = sub.add_parser("setup", help="install a backend's toolchain in an environment of its own",
                        epilog=SETUP_EXAMPLE, formatter_class=fmt)
     s.add_argument("toolchain", choices=("lava",), help="lava: lava-nc 0.10.0 for the lava backend")
@@ -931,7 +986,7 @@ def main(argv=None, final: bool = False) -> int:
         COMMITTED.clear()
         args = build_parser().parse_args(argv)
         verbose = args.verbose
-        if final and args.command in ("compile", "run", "estimate", "inspect"):
+        if final and args.command in ("compile", "run", "estimate", "inspect", "export"):
             _import_extensions()
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                             format="neurocc: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
