@@ -37,15 +37,15 @@ def _bind_inputs(graph: Graph, x) -> dict:
 
 @torch.no_grad()
 def run_ann(graph: Graph, x, keep: Optional[Callable[[str], bool]] = None,
-            dtype=torch.float32, device="cpu") -> dict[str, torch.Tensor]:
-    """Evaluate an ANN-level graph on one batch.
+            dtype=torch.float32, device="cpu", steps: Optional[int] = None) -> dict[str, torch.Tensor]:
+    """Evaluate an ANN-level graph on one batch (a trained SNN's over ``steps``, default its trained steps).
 
     Returns the outputs, plus every node for which ``keep(name)`` is true. Intermediate values are
     freed as soon as their last consumer has run.
     """
     assert graph.level == "ann", "run_ann needs an ANN-level graph"
     if "trained_snn" in graph.meta:
-        return _run_over_time(graph, x, keep, dtype, device, graph.meta["trained_snn"]["time_steps"])
+        return _run_over_time(graph, x, keep, dtype, device, steps or graph.meta["trained_snn"]["time_steps"])
     bound = _bind_inputs(graph, x)
     values: dict[str, torch.Tensor] = {}
     remaining = {n: len(graph.consumers(n)) for n in graph.nodes()}

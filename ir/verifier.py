@@ -59,7 +59,7 @@ def _verify_ann(g: Graph) -> None:
         _check_finite(f"node {name!r}", op.tensors())
     zeros = {i: torch.zeros((1,) + g.shape(i)) for i in g.inputs}
     try:
-        values = run_ann(g, zeros, keep=lambda n: True)
+        values = run_ann(g, zeros, keep=lambda n: True, steps=1)        # shapes: one step of a trained SNN
     except RuntimeError as e:
         raise VerificationError(f"the graph cannot be evaluated (inconsistent shapes): {e}") from None
     for name, v in values.items():

@@ -16,6 +16,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Optional
 
 from neurocc import __version__
 from neurocc.errors import NeuroccError
@@ -27,6 +28,7 @@ COMPILE_EXAMPLE = """example:
   neurocc compile model.onnx --calib train.npz --mean 0.485 0.456 0.406 --std 0.229 0.224 0.225 \\
       --input-scale 0.00392157 -o resnet.ncc
   neurocc compile model.onnx --calib train.npz --target loihi -o model_loihi.ncc   # integer, bit-exact
+  neurocc compile bntt.onnx -o bntt.ncc          # a directly trained SNN (neurocc.train's ONNX form)
   neurocc compile model.nir -o model.ncc        # a NIR graph (e.g. snnTorch's export_to_nir), Euler step --nir-dt
 
 Data files are .npz archives with an array x (N x C x H x W, N x H x W or N x H x W x C, or N x F)
@@ -90,15 +92,15 @@ def _floats(values):
 
 
 # ----------------------------------------------------------------------------------------- compile
-def _load_model(args):
+def _load_model(path, nir_dt: Optional[float] = None, nir_steps: Optional[int] = None):
     """The model's ANN graph and bytes: a .nir file through the NIR frontend, anything else as ONNX."""
-    if Path(args.model).suffix.lower() == ".nir":
+    if Path(path).suffix.lower() == ".nir":
         from neurocc.frontend.nir import DEFAULT_DT, load_nir
-        return load_nir(args.model, dt=DEFAULT_DT if args.nir_dt is None else args.nir_dt, time_steps=args.nir_steps)
-    if args.nir_dt is not None or args.nir_steps is not None:
+        return load_nir(path, dt=DEFAULT_DT if nir_dt is None else nir_dt, time_steps=nir_steps)
+    if nir_dt is not None or nir_steps is not None:
         raise NeuroccError("--nir-dt and --nir-steps apply to NIR models (.nir) only")
     from neurocc.frontend.onnx import load_onnx
-    return load_onnx(args.model)
+    return load_onnx(path)
 
 
 def cmd_compile(args) -> int:
@@ -139,7 +141,7 @@ def cmd_compile(args) -> int:
         if hw.semantics != load_hwmodel(target.hwmodel).semantics:
             raise NeuroccError(f"{args.hwmodel}: semantics {hw.semantics!r} do not match target {opts.target!r}")
     t0 = time.perf_counter()
-    ann, source = _load_model(args)
+    ann, source = _load_model(args.model, args.nir_dt, args.nir_steps)
     if len(ann.inputs) != 1:
         raise NeuroccError(f"{args.model}: models with {len(ann.inputs)} inputs are not supported (need 1)")
     if ann.inputs[0] in ann.meta.get("input_transpose", {}):       # the model's own input Transpose, folded
@@ -374,6 +376,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _trained_summary(trained: dict) -> str:
+    """One line on a directly trained SNN: its method, trained steps and BNTT early exit."""
+    text = f"a directly trained SNN ({trained['method']}), trained for {trained['time_steps']} steps"
+    if trained.get("gamma"):
+        text += f"; {len(trained['gamma'])} BNTT layer(s)"
+    if "early_exit" in trained:
+        text += f"; BNTT early exit at step {trained['early_exit']['step']} (gamma < {trained['early_exit']['threshold']:g})"
+    return text
+
+
 def _reference_name(snn) -> str:
     """What a run is compared with: the ANN, or a directly trained SNN run as trained (``ir.executor``)."""
     trained = snn.meta.get("trained_snn")
@@ -523,7 +535,6 @@ def cmd_estimate(args) -> int:
     from neurocc.energy import ann_energy
     from neurocc.estimate import estimate_target
     from neurocc.fileio import atomic_write, output_file
-    from neurocc.frontend.onnx import load_onnx
     from neurocc.hwmodels import load_hwmodel
     from neurocc.options import CompileOptions, Preprocess
     from neurocc.pipeline import CompileContext, compile_graph
@@ -551,7 +562,7 @@ def cmd_estimate(args) -> int:
     else:
         if args.target != "all" and args.target not in chips:
             raise NeuroccError(f"--target {args.target!r}: estimate needs a chip target: {', '.join(chips)} or all")
-        ann, _ = load_onnx(path)
+        ann, _ = _load_model(path)
         pre = Preprocess(input_scale=args.input_scale, mean=_floats(args.mean), std=_floats(args.std),
                          transpose=tuple(ann.meta.get("input_transpose", {}).get(ann.inputs[0], ())))
         calib = None
@@ -716,6 +727,8 @@ def cmd_inspect(args) -> int:
             print(_optimization_summary(art.snn.meta["optimization"]))
         if "heads" in art.snn.meta:
             print(_heads_summary(art.snn.meta))
+        if "trained_snn" in art.snn.meta:
+            print(_trained_summary(art.snn.meta["trained_snn"]))
         if args.ir:
             print(dump(art.snn))
         return 0
@@ -724,6 +737,8 @@ def cmd_inspect(args) -> int:
     for n in ann.nodes():
         kinds[type(ann.payload(n)).__name__] = kinds.get(type(ann.payload(n)).__name__, 0) + 1
     print(f"{path.name}: convertible; {ann.summary()}")
+    if "trained_snn" in ann.meta:
+        print(_trained_summary(ann.meta["trained_snn"]))
     for name, perm in ann.meta.get("input_transpose", {}).items():
         declared = " x ".join(map(str, Preprocess(transpose=tuple(perm)).declared_shape(ann.shape(name))))
         print(f"input {name!r}: the model transposes it by {perm}; the transpose is folded into the pre-processing "
@@ -742,13 +757,13 @@ def _import_or_list_blockers(path: Path):
     """The model's ANN graph, lowered once to check that it converts; else fail, listing every blocking node
     the import found."""
     from neurocc.errors import UnsupportedModelError
-    from neurocc.frontend.onnx import load_onnx, supported_ops
+    from neurocc.frontend.onnx import supported_ops
     from neurocc.options import CompileOptions
     from neurocc.pipeline import CompileContext, compile_graph
     from neurocc.report import table
 
     try:
-        ann, _ = load_onnx(path)
+        ann, _ = _load_model(path)
     except UnsupportedModelError as e:
         if not e.problems:              # not about nodes (an input, a weight): one line
             raise
@@ -918,7 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("estimate", help="cores, events, energy and NeuroBench metrics per inference on each chip, "
                                         "before deploying",
                        epilog=ESTIMATE_EXAMPLE, formatter_class=fmt)
-    e.add_argument("model", help="an .onnx file (compiled for each target here) or an artifact folder")
+    e.add_argument("model", help="an .onnx or .nir file (compiled for each target here) or an artifact folder")
     e.add_argument("--target", default="all", metavar="TARGET",
                    help="a chip target (" + ", ".join(n for n, t in TARGETS.items() if t.hwmodel) + ") or all (default)")
     e.add_argument("--steps", type=int, default=100, help="time steps per inference (default 100)")
@@ -938,7 +953,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="describe an ONNX model or a compiled artifact",
                        epilog=INSPECT_EXAMPLE, formatter_class=fmt)
-    i.add_argument("path", help="an .onnx file or an artifact folder")
+    i.add_argument("path", help="an .onnx or .nir file, or an artifact folder")
     i.add_argument("--ir", action="store_true", help="also print the whole IR")
     i.set_defaults(func=cmd_inspect)
 
