@@ -169,6 +169,8 @@ def cmd_compile(args) -> int:
             print(_quantization_table(result.snn.meta))
         if "core_mapping" in result.snn.meta:
             print(_mapping_table(result.snn.meta["core_mapping"]))
+        if "trained_snn" in result.snn.meta:
+            print(_trained_summary(result.snn.meta["trained_snn"]))
         if "optimization" in result.snn.meta:
             print(_optimization_summary(result.snn.meta["optimization"]))
         if "heads" in result.snn.meta:
