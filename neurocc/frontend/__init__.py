@@ -1,1 +1,24 @@
-"""Frontends: model formats -> ANN-level IR."""
+"""Frontends: model formats -> ANN-level IR (``onnx``: ONNX files; ``nir``: NIR graphs)."""
+from __future__ import annotations
+
+from typing import Callable
+
+
+def handler_registry() -> tuple[dict[str, Callable], Callable]:
+    """A frontend's table of import functions, one per op or node type, and the decorator that fills it:
+    ``@register("TypeA", "TypeB")`` above a function makes it the handler of both types."""
+    handlers: dict[str, Callable] = {}
+
+    def register(*types: str):
+        def add(fn):
+            for t in types:
+                handlers[t] = fn
+            return fn
+        return add
+    return handlers, register
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message on one line (at most 300 characters), for one-line errors."""
+    text = " ".join(str(e).split())
+    return text[:300] if text else type(e).__name__

@@ -45,7 +45,7 @@ import io
 import logging
 import math
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -53,6 +53,7 @@ import torch
 from neurocc.ir import Graph, ops
 
 from ..errors import NeuroccError, UnsupportedModelError
+from . import first_line, handler_registry
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +68,11 @@ class _Blocked(Exception):
     """The current node cannot be imported; the message says why."""
 
 
-_HANDLERS: dict[str, Callable] = {}
-
-
-def nir_handler(*types: str):
-    """Register the import function of one or more NIR node types."""
-    def register(fn):
-        for t in types:
-            _HANDLERS[t] = fn
-        return fn
-    return register
+_HANDLERS, nir_handler = handler_registry()
 
 
 def supported_nodes() -> list[str]:
     return sorted(_HANDLERS)
-
-
-def _first_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text[:300] if text else type(e).__name__
 
 
 def _array(node, field: str) -> np.ndarray:
@@ -171,7 +158,7 @@ class _Importer:
                 with torch.no_grad():
                     shape = tuple(ops.apply(op, [torch.zeros((1,) + self.shape(src))]).shape[1:])
             except (RuntimeError, ValueError, IndexError) as e:
-                raise _Blocked(f"it cannot take an input of shape {self.shape(src)}: {_first_line(e)}") from None
+                raise _Blocked(f"it cannot take an input of shape {self.shape(src)}: {first_line(e)}") from None
             if 0 in shape:
                 raise _Blocked(f"its output from an input of shape {self.shape(src)} is empty ({shape})")
         self.graph.add_node(name, op, shape)
@@ -239,7 +226,7 @@ class _Importer:
                 raise UnsupportedModelError(f"{self.source}: node {name!r} (NIR {kind}): {e}",
                                             problems=[(name, f"NIR {kind}", str(e))]) from None
             except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError) as e:
-                raise NeuroccError(f"{self.source}: node {name!r} (NIR {kind}) cannot be imported: {_first_line(e)}") \
+                raise NeuroccError(f"{self.source}: node {name!r} (NIR {kind}) cannot be imported: {first_line(e)}") \
                     from None
         self.graph.inputs = tuple(self.out[n] for n in inputs)
         self.graph.outputs = tuple(dict.fromkeys(self.out[n] for n in outputs))
@@ -534,7 +521,7 @@ def load_nir(path: str | Path, dt: float = DEFAULT_DT, time_steps: Optional[int]
     try:
         verify(imported)
     except VerificationError as e:
-        raise NeuroccError(f"{path}: the graph cannot be imported: {_first_line(e)}") from None
+        raise NeuroccError(f"{path}: the graph cannot be imported: {first_line(e)}") from None
     return imported, data
 
 
@@ -550,7 +537,7 @@ def _read(data: bytes, path: Path):
             doc = hdf2dict(f["node"])
     except Exception as e:               # any failure to parse the HDF5 file is the file's
         raise NeuroccError(f"{path}: not a readable NIR file (HDF5 with a 'node' group, written by nir.write): "
-                           f"{_first_line(e)}") from None
+                           f"{first_line(e)}") from None
     if not isinstance(doc, dict) or doc.get("type") != "NIRGraph" or not isinstance(doc.get("nodes"), dict):
         raise NeuroccError(f"{path}: not a NIR graph (its root node is {doc.get('type') if isinstance(doc, dict) else doc!r})")
     known = set(nir.ir.__all__)
@@ -567,4 +554,4 @@ def _read(data: bytes, path: Path):
     try:
         return nir.dict2NIRNode(doc)
     except Exception as e:               # a node whose fields nir cannot build from: the file's
-        raise NeuroccError(f"{path}: the NIR graph cannot be read: {_first_line(e)}") from None
+        raise NeuroccError(f"{path}: the NIR graph cannot be read: {first_line(e)}") from None

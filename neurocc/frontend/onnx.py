@@ -23,7 +23,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import onnx
@@ -34,6 +34,7 @@ from onnx import numpy_helper
 from neurocc.fileio import interrupts_held
 from neurocc.ir import Graph, ops
 from ..errors import NeuroccError, UnsupportedModelError
+from . import first_line, handler_registry
 from .layout import Layout, absorb_into_columns, flattened, same_arrangement, transposed
 
 log = logging.getLogger(__name__)
@@ -65,16 +66,7 @@ class _Blocked(Exception):
         self.why = why
 
 
-_HANDLERS: dict[str, Callable] = {}
-
-
-def onnx_handler(*op_types: str):
-    """Register the import function of one or more ONNX op types."""
-    def register(fn):
-        for t in op_types:
-            _HANDLERS[t] = fn
-        return fn
-    return register
+_HANDLERS, onnx_handler = handler_registry()
 
 
 def supported_ops() -> list[str]:
@@ -150,7 +142,7 @@ class _Importer:
             shape = tuple((op.at(1, *probe) if isinstance(op, ops.StepAffine) else probe[0] if
                            isinstance(op, ops.Spike) else ops.apply(op, probe)).shape[1:])
         except RuntimeError as e:
-            self.fail(f"cannot be evaluated on inputs of shape {[self.shape(i) for i in inputs]}: {_first_line(e)}")
+            self.fail(f"cannot be evaluated on inputs of shape {[self.shape(i) for i in inputs]}: {first_line(e)}")
         self.graph.add_node(name, op, shape)
         for port, src in enumerate(inputs):
             self.graph.add_edge(src, name, port)
@@ -170,7 +162,7 @@ class _Importer:
                 self._import_node(node)
             except _MALFORMED as e:
                 raise NeuroccError(f"{self.source}: the model cannot be imported at node {node.name or node.output[0]!r} "
-                                   f"(op {node.op_type}): {_first_line(e)}") from None
+                                   f"(op {node.op_type}): {first_line(e)}") from None
         self.node = None
         outputs = []
         for out in g.output:
@@ -282,7 +274,7 @@ class _Importer:
         try:
             results = onnx.reference.ReferenceEvaluator(model).run(None, feeds)
         except Exception as e:  # any failure of the reference evaluator is a property of the model
-            self.fail(f"constant folding failed: {_first_line(e)}")
+            self.fail(f"constant folding failed: {first_line(e)}")
         for name, arr in zip([o for o in node.output if o], results):
             self.values[name] = _Value(const=np.asarray(arr))
 
@@ -754,7 +746,7 @@ def _check_structure(model: onnx.ModelProto, path: Path) -> None:
         try:
             arr = numpy_helper.to_array(init)
         except Exception as e:               # its declared dims, type and data disagree
-            raise NeuroccError(f"{path}: initializer {init.name!r} cannot be read: {_first_line(e)}") from None
+            raise NeuroccError(f"{path}: initializer {init.name!r} cannot be read: {first_line(e)}") from None
         if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
             users = [n.name or n.output[0] for n in model.graph.node if init.name in n.input]
             raise UnsupportedModelError(f"{path}: initializer {init.name!r} (read by {', '.join(users) or 'no node'}) "
@@ -789,21 +781,21 @@ def _load(path: Path, data: bytes) -> tuple[Graph, bytes]:
         model = onnx.load(str(path))     # also loads external tensor data stored beside the file
     except Exception as e:               # any failure to parse the file, or its external data, is the file's
         raise NeuroccError(f"{path}: not a readable ONNX file (truncated, corrupt, or bad external data?): "
-                           f"{_first_line(e)}") from None
+                           f"{first_line(e)}") from None
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        raise NeuroccError(f"{path}: not a valid ONNX model: {_first_line(e)}") from None
+        raise NeuroccError(f"{path}: not a valid ONNX model: {first_line(e)}") from None
     _check_structure(model, path)
     try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception as e:  # shape inference failures are properties of the model file
-        raise NeuroccError(f"{path}: ONNX shape inference failed: {_first_line(e)}") from None
+        raise NeuroccError(f"{path}: ONNX shape inference failed: {first_line(e)}") from None
     graph = _import(model, path.name)
     try:
         verify(graph)
     except VerificationError as e:
-        raise NeuroccError(f"{path}: the model cannot be imported: {_first_line(e)}") from None
+        raise NeuroccError(f"{path}: the model cannot be imported: {first_line(e)}") from None
     return graph, data
 
 
@@ -824,6 +816,3 @@ def _import(model: onnx.ModelProto, source: str) -> Graph:
         raise first
 
 
-def _first_line(e: Exception) -> str:
-    text = " ".join(str(e).split())
-    return text[:300] if text else type(e).__name__
