@@ -1,8 +1,10 @@
 """Helpers the examples share: training a small CNN in PyTorch and exporting it to ONNX with BN kept."""
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -82,3 +84,19 @@ def train_heads_and_export(network: nn.Module, blocks: list, data: tuple, out, n
     np.savez(out / "calib.npz", x=x_train[calib], y=y_train[calib])
     np.savez(out / "test.npz", x=x_test, y=y_test)
     print(f"wrote {out / f'{name}.onnx'}, {out / 'calib.npz'}, {out / 'test.npz'}")
+
+
+def parse_training_args(ap: argparse.ArgumentParser, *, epochs: int, batch_size: int, lr: float,
+                        calib_size: int) -> tuple[argparse.Namespace, Path]:
+    """Add the options every training example shares, parse, set torch's threads and make --out: (args, out)."""
+    ap.add_argument("--epochs", type=int, default=epochs)
+    ap.add_argument("--batch-size", type=int, default=batch_size)
+    ap.add_argument("--lr", type=float, default=lr)
+    ap.add_argument("--calib-size", type=int, default=calib_size, help="training images saved for calibration")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return args, out

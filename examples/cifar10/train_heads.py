@@ -43,7 +43,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
-from common import train_heads_and_export  # noqa: E402
+from common import parse_training_args, train_heads_and_export  # noqa: E402
 WIDTHS = (16, 32, 64)
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.247, 0.243, 0.261)
@@ -126,17 +126,8 @@ def main() -> None:
     ap.add_argument("--out", default="out/cifar", help="folder for the ONNX model and the data files")
     ap.add_argument("--depth", type=int, default=14, help="ResNet depth 6n + 2 (14: two blocks per stage)")
     ap.add_argument("--heads", nargs="+", default=["layer1", "layer2"], help="blocks to attach heads to")
-    ap.add_argument("--epochs", type=int, default=60)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--weight-decay", type=float, default=5e-4)
-    ap.add_argument("--calib-size", type=int, default=2000, help="training images saved for calibration")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = parse_training_args(ap, epochs=60, batch_size=128, lr=0.1, calib_size=2000)
 
     with np.load(args.data, allow_pickle=False) as d:
         x_all, y_all = images(d["x_test"]), d["y_test"].astype(np.int64)

@@ -25,12 +25,11 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
-from common import train_heads_and_export  # noqa: E402
+from common import parse_training_args, train_heads_and_export  # noqa: E402
 WIDTHS = (16, 32, 64, 64)
 
 
@@ -59,16 +58,7 @@ def main() -> None:
                     help="npz with x_train, y_train, x_test, y_test (uint8 28×28 images)")
     ap.add_argument("--out", default="out/fashion", help="folder for the ONNX model and the data files")
     ap.add_argument("--heads", nargs="+", default=["block1", "block2", "block3"], help="blocks to attach heads to")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--calib-size", type=int, default=5000, help="training images saved for calibration")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = parse_training_args(ap, epochs=10, batch_size=128, lr=2e-3, calib_size=5000)
 
     with np.load(args.data, allow_pickle=False) as d:
         x_train, y_train = images(d["x_train"]), d["y_train"].astype(np.int64)

@@ -46,7 +46,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
-from common import accuracy, export_onnx, train  # noqa: E402
+from common import accuracy, export_onnx, parse_training_args, train  # noqa: E402
 from neurocc.train import ann_cnn, bntt_cnn, export_snn_onnx, snn_predictions, srif_cnn, train_snn  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -89,18 +89,9 @@ def main() -> None:
     ap.add_argument("--test-data", default=str(SHARED / "fashion_mnist_test.npz"), help="npz with x_test, y_test")
     ap.add_argument("--out", default="out/fashion_snn", help="folder for the models and data files")
     ap.add_argument("--train-size", type=int, default=20000, help="the first N training images are used")
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--bntt-steps", type=int, default=25)
     ap.add_argument("--srif-steps", type=int, default=4)
-    ap.add_argument("--calib-size", type=int, default=5000, help="training images saved for the ANN's calibration")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = parse_training_args(ap, epochs=2, batch_size=64, lr=2e-3, calib_size=5000)
     data = load(args)
     x_train, y_train, x_test, y_test = data
     print(f"training on {len(x_train)} images, testing on {len(x_test)}, {torch.get_num_threads()} thread(s)")

@@ -1,7 +1,10 @@
 """Frontends: model formats -> ANN-level IR (``onnx``: ONNX files; ``nir``: NIR graphs)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
+
+from neurocc.errors import NeuroccError
 
 
 def handler_registry() -> tuple[dict[str, Callable], Callable]:
@@ -22,3 +25,13 @@ def first_line(e: BaseException) -> str:
     """An exception's message on one line (at most 300 characters), for one-line errors."""
     text = " ".join(str(e).split())
     return text[:300] if text else type(e).__name__
+
+
+def read_model_bytes(path: Path) -> bytes:
+    """A model file's bytes; a folder or an unreadable file is a one-line ``NeuroccError``."""
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise NeuroccError(f"cannot read model {str(path)!r}: it is a folder") from None
+    except OSError as e:
+        raise NeuroccError(f"cannot read model {str(path)!r}: {e.strerror}") from None

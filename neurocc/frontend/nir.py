@@ -53,7 +53,7 @@ import torch
 from neurocc.ir import Graph, ops
 
 from ..errors import NeuroccError, UnsupportedModelError
-from . import first_line, handler_registry
+from . import first_line, handler_registry, read_model_bytes
 
 log = logging.getLogger(__name__)
 
@@ -508,12 +508,7 @@ def load_nir(path: str | Path, dt: float = DEFAULT_DT, time_steps: Optional[int]
         raise NeuroccError(f"--nir-dt must be a positive number of seconds, got {dt!r}")
     if time_steps is not None and time_steps < 1:
         raise NeuroccError(f"--nir-steps must be at least 1, got {time_steps}")
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise NeuroccError(f"cannot read model {str(path)!r}: it is a folder") from None
-    except OSError as e:
-        raise NeuroccError(f"cannot read model {str(path)!r}: {e.strerror}") from None
+    data = read_model_bytes(path)
     with interrupts_held():               # h5py's C code runs Python callbacks on the file object
         graph = _read(data, path)
     imported = _Importer(graph, path.name, float(dt)).run(time_steps)

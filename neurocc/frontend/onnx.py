@@ -34,7 +34,7 @@ from onnx import numpy_helper
 from neurocc.fileio import interrupts_held
 from neurocc.ir import Graph, ops
 from ..errors import NeuroccError, UnsupportedModelError
-from . import first_line, handler_registry
+from . import first_line, handler_registry, read_model_bytes
 from .layout import Layout, absorb_into_columns, flattened, same_arrangement, transposed
 
 log = logging.getLogger(__name__)
@@ -764,12 +764,7 @@ def load_onnx(path: str | Path) -> tuple[Graph, bytes]:
     ``NeuroccError``: the model is the input being validated here.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise NeuroccError(f"cannot read model {str(path)!r}: it is a folder") from None
-    except OSError as e:
-        raise NeuroccError(f"cannot read model {str(path)!r}: {e.strerror}") from None
+    data = read_model_bytes(path)
     with interrupts_held():
         return _load(path, data)
 
