@@ -155,16 +155,14 @@ def test_run_stops_at_the_bntt_exit_step_unless_told(data, tmp_path, capsys):
     assert "SNN at step 5 %" in capsys.readouterr().out
 
 
-def test_an_srif_network_runs_on_the_integer_targets_that_have_its_neurons(data, tmp_path):
-    """Soft-reset IF without a schedule (an SRIF network at inference) is the NL-IAF neuron: generic and TrueNorth
-    run it; Loihi spikes at V > theta, SpiNNaker always leaks and resets to zero: refused."""
+def test_an_srif_network_runs_on_the_ideal_integer_chip(data, tmp_path):
+    """Soft-reset IF without a schedule (an SRIF network at inference) is the NL-IAF neuron: generic runs it; the
+    chips delay every projection by a step (and Loihi spikes at V > theta, SpiNNaker leaks): refused."""
     d, x = data
-    model = _model(_params(), leak=1.0, reset="subtract", bntt=False)
-    for target in ("generic", "truenorth"):
-        code, out = _compile(tmp_path, model, target=target)
-        assert code == 0
-        assert read_artifact(out).snn.meta["mode"] == "integer"
-        assert main(["run", str(out), "--data", str(d / "x.npz"), "-q", "--steps", "4"]) == 0
+    code, out = _compile(tmp_path, _model(_params(), leak=1.0, reset="subtract", bntt=False), target="generic")
+    assert code == 0
+    assert read_artifact(out).snn.meta["mode"] == "integer"
+    assert main(["run", str(out), "--data", str(d / "x.npz"), "-q", "--steps", "4"]) == 0
 
 
 def test_a_bntt_network_runs_in_integer_mode_on_the_ideal_chip(data, tmp_path):
@@ -187,8 +185,20 @@ def test_a_bntt_network_runs_in_integer_mode_on_the_ideal_chip(data, tmp_path):
     assert main(["run", str(out), "--data", str(d / "x.npz"), "-q"]) == 0
 
 
+def test_large_bntt_means_fit_the_ideal_chips_bias_format(tmp_path):
+    """The schedule's shift is stored like a bias: a large mean (a layer fed by many spikes) lowers the integer
+    threshold so that bias, shift and their sum all fit (a mean of 4,000 broke the 2^24 bound before)."""
+    p = _params()
+    p["m"][:] = 4000.0
+    code, out = _compile(tmp_path, _model(p), target="generic")
+    assert code == 0
+    pop = read_artifact(out).snn.payload("s1")
+    assert np.abs(pop.shift).max() < 2 ** 24
+
+
 @pytest.mark.parametrize("target, why", [("truenorth", "per-step input schedule"), ("loihi", "V > threshold"),
-                                         ("spinnaker", "always leak"), ("truenorth", "leak factor of 0.9")])
+                                         ("spinnaker", "always leak"), ("truenorth", "leak factor of 0.9"),
+                                         ("truenorth", "without delay")])
 def test_targets_that_cannot_express_a_trained_network_refuse_it(data, tmp_path, capsys, target, why):
     bntt = target != "spinnaker"
     code, out = _compile(tmp_path, _model(_params(), leak=0.9 if bntt else 1.0, reset="zero", bntt=bntt),
