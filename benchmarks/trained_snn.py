@@ -3,7 +3,7 @@ Fashion-MNIST: accuracy, spikes and energy per inference at T = 2/4/8/16/25/64, 
 PyTorch model's own predictions, the integer targets that run them, and BNTT's early exit.
 
 Reads the models and PyTorch reference predictions that `examples/fashion_mnist/train_snn.py` writes (its --out
-folder: bntt.onnx, srif.onnx, ann.onnx, bntt.reference.npz, srif.reference.npz) and the test images from
+folder: bntt.onnx, srif.onnx, ann.onnx, bntt.reference.npz, srif.reference.npz; those present are measured) and the test images from
 ../shared/data (`--shared`). Every network is compiled with `neurocc compile` and simulated by the reference
 backend. Energy per inference is E_SNN of the estimate issue (`neurocc.energy.snn_energy`) with the coefficients
 of `generic`, the integer target that runs all three (45 nm: 0.9 pJ per synaptic event and per neuron update), from
@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from neurocc.artifact import read_artifact  # noqa: E402
 from neurocc.backends import BACKENDS  # noqa: E402
 from neurocc.cli import main as neurocc  # noqa: E402
+from neurocc.decode import ann_predictions  # noqa: E402
 from neurocc.energy import ann_energy, snn_energy  # noqa: E402
 from neurocc.hwmodels import load_hwmodel  # noqa: E402
 from neurocc.ir.snn import Population  # noqa: E402
@@ -74,7 +75,7 @@ def main() -> None:
         tmp = Path(tmp)
         np.savez(tmp / "calib.npz", x=train["x_train"][:args.calib, None] / np.float32(255), y=train["y_train"][:args.calib])
         runs = {}
-        for name in ("bntt", "srif"):
+        for name in [n for n in ("bntt", "srif") if (args.models / f"{n}.onnx").exists()]:
             art = compile_model(args.models / f"{name}.onnx", tmp / f"{name}.ncc", "reference")
             runs[name] = simulate(art, x, steps)
             ref = np.load(args.models / f"{name}.reference.npz")
@@ -99,21 +100,22 @@ def main() -> None:
                 sp = [runs[name]["spikes"][t - 1] for t in (e, total)]
                 exits.append([name, f"{e} of {total}", f"{100 * (1 - e / total):.0f} %", f"{100 * acc[0]:.2f}",
                               f"{100 * acc[1]:.2f}", f"{sp[0]:,.0f}", f"{sp[1]:,.0f}", f"{100 * (1 - sp[0] / sp[1]):.1f} %"])
-        ann_art = compile_model(args.models / "ann.onnx", tmp / "ann.ncc", "reference",
-                                ["--calib", str(tmp / "calib.npz")])
-        runs["ann (converted)"] = simulate(ann_art, x, steps)
-        ann = read_artifact(ann_art).ann
-        from neurocc.decode import ann_predictions
-        ann_acc = np.mean(ann_predictions(ann, read_artifact(ann_art).snn, x, 256)[read_artifact(ann_art).snn.outputs[0]] == y)
-        ann_e = ann_energy(ann)
+        ann_line = ""
+        if (args.models / "ann.onnx").exists():
+            ann_art = read_artifact(compile_model(args.models / "ann.onnx", tmp / "ann.ncc", "reference",
+                                                  ["--calib", str(tmp / "calib.npz")]))
+            runs["ann (converted)"] = simulate(tmp / "ann.ncc", x, steps)
+            ann_acc = np.mean(ann_predictions(ann_art.ann, ann_art.snn, x, 256)[ann_art.snn.outputs[0]] == y)
+            e = ann_energy(ann_art.ann)
+            ann_line = (f"ANN: {100 * ann_acc:.2f} %, {e['macs']:,} MACs, {1e6 * e['energy_j']:.2f} uJ at {e['e_mac_pj']} "
+                        f"pJ/MAC ({e['source']})")
     for name, run in runs.items():
         for t in REPORT_STEPS:
             rows.append([name, t, f"{100 * np.mean(run['pred'][t - 1] == y):.2f}", f"{run['spikes'][t - 1]:,.0f}",
                          f"{1e6 * run['energy'][t - 1]:.2f}"])
     print(f"Fashion-MNIST, {len(x):,} test images; energy: E_SNN with generic's coefficients (hwmodels/generic.toml)")
     print(table(["network", "T", "accuracy %", "spikes/inference", "energy uJ"], rows, align="lrrrr"))
-    print(f"ANN: {100 * ann_acc:.2f} %, {ann_e['macs']:,} MACs, {1e6 * ann_e['energy_j']:.2f} uJ at {ann_e['e_mac_pj']} pJ/MAC "
-          f"({ann_e['source']})")
+    print(ann_line)
     print("\nneurocc (reference, float32) against the PyTorch model's own predictions at the same T")
     print(table(["network", "T", "same prediction %", "differ", "PyTorch %", "neurocc %"], agreement, align="lrrrrr"))
     print("\ninteger targets at the trained T (quantisation loss against float)")

@@ -72,7 +72,7 @@ def train_and_export_snn(name: str, net, data: tuple, out: Path, args) -> np.nda
     x_train, y_train, x_test, y_test = data
     start = time.perf_counter()
     train_snn(net, x_train, y_train, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-              progress=True)
+              weight_decay=args.weight_decay, progress=True)
     print(f"{name}: trained {args.epochs} epochs at T = {net.steps} in {time.perf_counter() - start:.0f} s")
     export_snn_onnx(net, out / f"{name}.onnx", x_test.shape[1:], name)
     start = time.perf_counter()
@@ -91,32 +91,38 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=20000, help="the first N training images are used")
     ap.add_argument("--bntt-steps", type=int, default=25)
     ap.add_argument("--srif-steps", type=int, default=4)
+    ap.add_argument("--weight-decay", type=float, default=0.0,
+                    help="weight decay of the SNNs' parameters, BNTT's gamma included (default 0)")
+    ap.add_argument("--models", nargs="+", choices=("bntt", "srif", "ann"), default=["bntt", "srif", "ann"],
+                    help="which networks to train (default all three)")
     args, out = parse_training_args(ap, epochs=2, batch_size=64, lr=2e-3, calib_size=5000)
     data = load(args)
     x_train, y_train, x_test, y_test = data
     print(f"training on {len(x_train)} images, testing on {len(x_test)}, {torch.get_num_threads()} thread(s)")
 
     accuracies = {}
-    torch.manual_seed(args.seed)
-    accuracies["bntt"] = train_and_export_snn("bntt", bntt_cnn(steps=args.bntt_steps), data, out, args)
-    torch.manual_seed(args.seed)
-    accuracies["srif"] = train_and_export_snn("srif", srif_cnn(steps=args.srif_steps), data, out, args)
-
-    torch.manual_seed(args.seed)
-    start = time.perf_counter()
-    ann = train(ann_cnn(), x_train, y_train, epochs=args.epochs, batch=args.batch_size, lr=args.lr, seed=args.seed)
-    print(f"ann: trained {args.epochs} epochs in {time.perf_counter() - start:.0f} s")
-    export_onnx(ann, x_test, out / "ann.onnx")
+    builders = {"bntt": lambda: bntt_cnn(steps=args.bntt_steps), "srif": lambda: srif_cnn(steps=args.srif_steps)}
+    for name in [m for m in ("bntt", "srif") if m in args.models]:
+        torch.manual_seed(args.seed)
+        accuracies[name] = train_and_export_snn(name, builders[name](), data, out, args)
     calib = np.random.default_rng(args.seed).choice(len(x_train), min(args.calib_size, len(x_train)), replace=False)
     np.savez(out / "calib.npz", x=x_train[calib], y=y_train[calib])
     np.savez(out / "test.npz", x=x_test, y=y_test)
+    ann = None
+    if "ann" in args.models:
+        torch.manual_seed(args.seed)
+        start = time.perf_counter()
+        ann = train(ann_cnn(), x_train, y_train, epochs=args.epochs, batch=args.batch_size, lr=args.lr, seed=args.seed)
+        print(f"ann: trained {args.epochs} epochs in {time.perf_counter() - start:.0f} s")
+        export_onnx(ann, x_test, out / "ann.onnx")
 
     print("\ntest accuracy (%) after T steps")
     print("model  trained T  " + "  ".join(f"T={t:<3d}" for t in REPORT_STEPS))
     for name, acc in accuracies.items():
         trained = args.bntt_steps if name == "bntt" else args.srif_steps
         print(f"{name:5s}  {trained:9d}  " + "  ".join(f"{100 * acc[t - 1]:5.2f}" for t in REPORT_STEPS))
-    print(f"ann    (ReLU)     {100 * accuracy(ann, x_test, y_test):.2f}")
+    if ann is not None:
+        print(f"ann    (ReLU)     {100 * accuracy(ann, x_test, y_test):.2f}")
     print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} in {out}")
 
 
