@@ -347,7 +347,7 @@ def cmd_run(args) -> int:
 
     steps = report_steps(args.steps) if not args.report_steps else sorted(
         {s for s in args.report_steps if 1 <= s <= args.steps} | {args.steps})
-    print(run_table(summary, steps))
+    print(run_table(summary, steps, "ANN" if "trained_snn" not in art.snn.meta else "trained SNN"))
     ref = "accuracy" if y is not None else "agreement with its own predictions (no labels in the data)"
     print(table(["metric", "value"], [
         ["samples", summary.samples],

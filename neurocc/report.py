@@ -28,13 +28,14 @@ def report_steps(total: int) -> list[int]:
     return sorted(set(steps + [total]))
 
 
-def run_table(s: RunSummary, steps: list[int]) -> str:
-    ref = "accuracy" if s.reference == "labels" else "agreement with ANN"
+def run_table(s: RunSummary, steps: list[int], reference: str = "ANN") -> str:
+    """Accuracy (or agreement), its difference from ``reference``'s and the cumulative spikes and events at ``steps``."""
+    ref = "accuracy" if s.reference == "labels" else f"agreement with {reference}"
     cum_events = np.cumsum(s.events_per_step)
     cum_spikes = np.cumsum(s.spikes_per_step)
     rows = [[t, f"{100 * s.accuracy[t - 1]:.2f}", f"{100 * (s.accuracy[t - 1] - s.ann_accuracy):+.2f}",
              f"{cum_spikes[t - 1]:,.0f}", f"{cum_events[t - 1]:,.0f}"] for t in steps]
-    return table(["step", f"SNN {ref} %", "vs ANN (pt)", "spikes/sample", "syn. events/sample"], rows)
+    return table(["step", f"SNN {ref} %", f"vs {reference} (pt)", "spikes/sample", "syn. events/sample"], rows)
 
 
 def plot_run(s: RunSummary, title: str) -> bytes:
