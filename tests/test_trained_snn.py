@@ -229,3 +229,50 @@ def test_bntt_tables_of_the_wrong_shape_name_the_node(tmp_path, capsys):
     code, _ = _compile(tmp_path, _model(p))
     err = capsys.readouterr().err
     assert code == 2 and "n1" in err and "BNTT" in err
+
+
+def test_a_residual_trained_network_runs_as_stated(data, tmp_path):
+    """x -> Conv -> Spike s1 -> Conv -> Add(s1) -> BNTT -> Spike s2 -> GlobalAveragePool -> Flatten -> Gemm: the
+    residual sum feeds one population from both paths, as the README's semantics say, step by step."""
+    _, x = data
+    rng = np.random.default_rng(3)
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    p = dict(Wa=f32(rng.normal(0, .7, (4, 1, 3, 3))), Wb=f32(rng.normal(0, .4, (4, 4, 3, 3))),
+             g=f32(rng.uniform(.5, 1.5, (3, 4))), m=f32(rng.normal(0, .2, (3, 4))), v=f32(rng.uniform(.5, 1., (3, 4))),
+             Wo=f32(rng.normal(0, .5, (3, 4))), bo=f32(rng.normal(0, .1, 3)))
+    snn = "neurocc"
+    nodes = [helper.make_node("Conv", ["x", "Wa"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Spike", ["a"], ["s1"], domain=snn, threshold=1.0, reset="subtract"),
+             helper.make_node("Conv", ["s1", "Wb"], ["b"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["b", "s1"], ["r"]),
+             helper.make_node("BNTT", ["r", "g", "m", "v"], ["n"], domain=snn),
+             helper.make_node("Spike", ["n"], ["s2"], domain=snn, threshold=0.8, leak=0.7, reset="zero"),
+             helper.make_node("GlobalAveragePool", ["s2"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "Wo", "bo"], ["logits"], transB=1)]
+    info = lambda n, s: helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, s)  # noqa: E731
+    graph = helper.make_graph(nodes, "res", [info("x", ["N", 1, 8, 8])], [info("logits", ["N", 3])],
+                              [numpy_helper.from_array(a, k) for k, a in p.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(snn, 1)])
+    helper.set_model_props(model, {"neurocc.time_steps": "5"})
+    code, out = _compile(tmp_path, model)
+    assert code == 0
+    steps = 6
+    trace = Simulator(read_artifact(out).snn, dtype=torch.float64, record_trains=True).run(x, steps)
+    t64 = {k: torch.tensor(a, dtype=torch.float64) for k, a in p.items()}
+    xs = torch.tensor(x, dtype=torch.float64)
+    v1, v2, total = torch.zeros(len(x), 4, 8, 8, dtype=torch.float64), torch.zeros(len(x), 4, 8, 8, dtype=torch.float64), 0
+    for t in range(1, steps + 1):
+        v1 = v1 + F.conv2d(xs, t64["Wa"], padding=1)
+        s1 = (v1 >= 1.0).double()
+        v1 = v1 - s1
+        r = min(t, 3) - 1
+        i2 = F.conv2d(s1, t64["Wb"], padding=1) + s1
+        i2 = t64["g"][r, :, None, None] * (i2 - t64["m"][r, :, None, None]) / torch.sqrt(t64["v"][r, :, None, None] + 1e-5)
+        v2 = 0.7 * v2 + i2
+        s2 = (v2 >= 0.8).double()
+        v2 = v2 * (1 - s2)
+        total = total + F.linear(s2.mean(dim=(2, 3)), t64["Wo"], t64["bo"])
+        assert np.array_equal(trace.spike_trains["s1"][t - 1], s1.numpy().astype(np.int8))
+        assert np.array_equal(trace.spike_trains["s2"][t - 1], s2.numpy().astype(np.int8))
+        np.testing.assert_allclose(trace.readouts["logits"].potential[t - 1], total.numpy(), rtol=1e-9, atol=1e-9)
+    assert trace.spikes["s2"].sum() > 0
