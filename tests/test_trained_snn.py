@@ -276,3 +276,23 @@ def test_a_residual_trained_network_runs_as_stated(data, tmp_path):
         assert np.array_equal(trace.spike_trains["s2"][t - 1], s2.numpy().astype(np.int8))
         np.testing.assert_allclose(trace.readouts["logits"].potential[t - 1], total.numpy(), rtol=1e-9, atol=1e-9)
     assert trace.spikes["s2"].sum() > 0
+
+
+@pytest.mark.parametrize("method", ["bntt", "srif"])
+def test_neurocc_predicts_what_the_trained_pytorch_model_predicts(digits, tmp_path, method):
+    """The end-to-end claim: a network trained by neurocc.train, exported and compiled, makes the PyTorch model's
+    own prediction at every step (on digits; past the trained steps too)."""
+    from neurocc.train import bntt_cnn, export_snn_onnx, snn_predictions, srif_cnn, train_snn
+    x, y, x_test, y_test = digits
+    torch.manual_seed(0)
+    net = (bntt_cnn if method == "bntt" else srif_cnn)(1, 8, widths=(8,), steps=4)
+    train_snn(net, x, y, epochs=2, lr=1e-2, batch_size=64, seed=0)
+    path = export_snn_onnx(net, tmp_path / f"{method}.onnx", (1, 8, 8), method)
+    out = tmp_path / f"{method}.ncc"
+    assert main(["compile", str(path), "-o", str(out), "-q"]) == 0
+    snn = read_artifact(out).snn
+    trace = Simulator(snn).run(x_test, 8)
+    ours = trace.readouts[snn.outputs[0]].potential.argmax(axis=2).T
+    theirs = snn_predictions(net, x_test, 8)
+    assert np.array_equal(ours, theirs)
+    assert (theirs[:, 3] == y_test).mean() > 0.5                  # a trained net, not a constant one
