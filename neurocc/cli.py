@@ -561,10 +561,12 @@ def cmd_estimate(args) -> int:
                                "target), or pass the ONNX model to compare targets")
         ann, pre, compiled, refused = art.ann, art.options.preprocess, {own: art.snn}, {}
         emitted = path / "backend"
+        args.steps = args.steps or default_steps(art.snn)
     else:
         if args.target != "all" and args.target not in chips:
             raise NeuroccError(f"--target {args.target!r}: estimate needs a chip target: {', '.join(chips)} or all")
         ann, _ = _load_model(path)
+        args.steps = args.steps or default_steps(ann)
         pre = Preprocess(input_scale=args.input_scale, mean=_floats(args.mean), std=_floats(args.std),
                          transpose=tuple(ann.meta.get("input_transpose", {}).get(ann.inputs[0], ())))
         calib = None
@@ -938,7 +940,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="an .onnx or .nir file (compiled for each target here) or an artifact folder")
     e.add_argument("--target", default="all", metavar="TARGET",
                    help="a chip target (" + ", ".join(n for n, t in TARGETS.items() if t.hwmodel) + ") or all (default)")
-    e.add_argument("--steps", type=int, default=100, help="time steps per inference (default 100)")
+    e.add_argument("--steps", type=int, help="time steps per inference (default 100; a directly trained SNN: its BNTT "
+                                             "early-exit step, else the steps it was trained for)")
     e.add_argument("--calib", help="calibration data (.npz): normalisation and the predicted activity")
     e.add_argument("--calib-samples", type=int, default=256, help="calibration samples to use (default 256)")
     e.add_argument("--data", help="labelled data (.npz): simulate to measure events, accuracy and the energy to "
