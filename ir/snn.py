@@ -99,10 +99,6 @@ class Population(ValueEquality):
         """Whether the input follows a per-step schedule (``gain`` or ``shift``)."""
         return self.gain is not None or self.shift is not None
 
-    def schedule_steps(self) -> int:
-        """S, the number of scheduled steps (0 without a schedule)."""
-        return max(len(a) for a in (self.gain, self.shift) if a is not None) if self.scheduled else 0
-
     def scheduled_input(self, current: torch.Tensor, t0: int) -> torch.Tensor:
         """gain[t'] (current + shift[t']) for ``current`` = I + bias of steps t0+1..t0+tb, shape (tb, B, ...)."""
         for name in ("shift", "gain"):
