@@ -353,7 +353,7 @@ def cmd_run(args) -> int:
         ["samples", summary.samples],
         [_reference_name(art.snn) + (" accuracy %" if y is not None else " agreement %"),
          f"{100 * summary.ann_accuracy:.2f}"],
-        *_bntt_exit_rows(art.snn, summary),
+        *_bntt_exit_rows(art.snn),
         [f"SNN at step {args.steps} %", f"{100 * summary.accuracy[-1]:.2f}"],
         ["best SNN % (step)", f"{100 * summary.accuracy.max():.2f} ({int(summary.accuracy.argmax()) + 1})"],
         ["spikes/sample", f"{summary.spikes_per_step.sum():,.0f}"],
@@ -394,8 +394,8 @@ def _reference_name(snn) -> str:
     return "ANN" if trained is None else f"trained SNN at its T = {trained['time_steps']}"
 
 
-def _bntt_exit_rows(snn, summary) -> list:
-    """The BNTT early exit's step against the trained steps, when the run reaches both."""
+def _bntt_exit_rows(snn) -> list:
+    """The BNTT early exit's step against the trained steps (a row of the run table), if the network has one."""
     trained = snn.meta.get("trained_snn", {})
     if "early_exit" not in trained:
         return []
