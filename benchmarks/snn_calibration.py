@@ -2,7 +2,8 @@
 
 Networks: ResNet-20 and ResNet-32 (../shared/data/models, 500 JPEG CIFAR-10 test images and 1,000 calibration
 images disjoint from them, two seeded splits), mnist-8 (tests/data; MNIST test images from ../shared/data) and the
-digits CNN (trained here). Each is compiled with `--snn-calibration none` and `bias` (`--calibration-steps 32`),
+digits CNN (trained here). Each is compiled with `--snn-calibration none`, `bias` and `weights` (`--levels`;
+`--calibration-steps 32`),
 for the reference target and, for mnist-8 (`--max-pool average`) and the digits CNN, for loihi, spinnaker and
 truenorth; the accuracy at the listed steps comes from the reference simulator (every target's semantics) and the
 ANN's from onnxruntime. Compile time includes the calibration.
@@ -62,6 +63,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--only", nargs="+", help="only these networks (ResNet-20, ResNet-32, mnist-8, digits CNN)")
+    p.add_argument("--levels", nargs="+", default=["none", "bias", "weights"], help="calibration levels to measure")
+    p.add_argument("--targets", nargs="+", default=["reference", "loihi", "spinnaker", "truenorth"],
+                   help="targets for mnist-8 and the digits CNN")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     rows, chips = [], []
@@ -73,7 +77,7 @@ def main() -> None:
         for seed in (0, 1):
             xc, xt, yt = cifar_splits(args.shared, seed)
             ann = ann_accuracy(path, xt, yt)
-            for level in ("none", "bias"):
+            for level in args.levels:
                 acc, seconds = measure(path, xc, xt, yt, "reference", level, (8, 16, 32, 64))
                 rows.append([net, f"split {seed}", f"{100 * ann:.1f}", level, *acc, f"{seconds:.1f}"])
                 print(rows[-1], file=sys.stderr)
@@ -84,8 +88,8 @@ def main() -> None:
                 continue
             xt, yt = xt[:500], yt[:500]
             extra = {"max_pool": "average"} if net == "mnist-8" else {}
-            for target in ("reference", "loihi", "spinnaker", "truenorth"):
-                for level in ("none", "bias"):
+            for target in args.targets:
+                for level in args.levels:
                     acc, seconds = measure(path, xc[:1000], xt, yt, target, level, (4, 8, 16, 32, 64), **extra)
                     chips.append([net, target, level, *acc, f"{seconds:.1f}"])
                     print(chips[-1], file=sys.stderr)

@@ -294,19 +294,26 @@ def _onnx_pad_2d(pads) -> tuple:
     return (left, right, top, bottom)
 
 
-def _conv(op: Conv, x):
+def _conv(op: Conv, x, weight=None):
     top, left, bottom, right = op.pads
     padding = (top, left)
     if (top, left) != (bottom, right):
         x = F.pad(x, _onnx_pad_2d(op.pads))
         padding = (0, 0)
     bias = None if op.bias is None else tensor_of(op, "bias", x)
-    return F.conv2d(x, tensor_of(op, "weight", x), bias, stride=op.strides, padding=padding,
-                    dilation=op.dilations, groups=op.groups)
+    return F.conv2d(x, tensor_of(op, "weight", x) if weight is None else weight, bias, stride=op.strides,
+                    padding=padding, dilation=op.dilations, groups=op.groups)
 
 
-def _gemm(op: Gemm, x):
-    return F.linear(x, tensor_of(op, "weight", x), None if op.bias is None else tensor_of(op, "bias", x))
+def _gemm(op: Gemm, x, weight=None):
+    return F.linear(x, tensor_of(op, "weight", x) if weight is None else weight,
+                    None if op.bias is None else tensor_of(op, "bias", x))
+
+
+def apply_weighted(op: Op, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A Conv or Gemm without its bias, applied with ``weight`` in place of its own: the layer as a function of its
+    weights, which autograd can fit (``passes.calibrate_snn``)."""
+    return (_conv if isinstance(op, Conv) else _gemm)(op.without_constant(), x, weight)
 
 
 def _affine(op: Affine, x):

@@ -841,10 +841,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration samples simulated per --optimize evaluation (256)")
     c.add_argument("--optimize-weights", type=float, nargs=3, metavar=("E", "L", "P"),
                    help="lambda_e, lambda_l, lambda_p of L_SNN (default 1, 1/steps, 0)")
-    c.add_argument("--snn-calibration", choices=("none", "bias"), default="none",
+    c.add_argument("--snn-calibration", choices=("none", "bias", "weights"), default="none",
                    help="layer-wise calibration of the SNN on calibration data (needs --calib): bias corrects each "
                         "layer's mean rate error at --calibration-steps (SNN Calibration's light pipeline, Li et al. "
-                        "2021); default none")
+                        "2021); weights first fits each layer's weights to the spike rates it receives, then its "
+                        "bias; default none")
     c.add_argument("--gamma-exit", type=float, default=0.1, metavar="THRESHOLD",
                    help="a BNTT network's early exit (bntt 3.4): run stops after the last step at which some layer's "
                         "mean gamma_t is at least THRESHOLD (default 0.1)")

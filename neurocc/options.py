@@ -59,7 +59,7 @@ class Preprocess:
         return x
 
 
-SNN_CALIBRATIONS = ("none", "bias")
+SNN_CALIBRATIONS = ("none", "bias", "weights")
 HEAD_CHOICES = ("all", "auto", "none")     # --heads keywords; anything else names heads
 
 
@@ -82,7 +82,7 @@ class CompileOptions:
     optimize_steps: int = 64            # steps simulated per evaluation
     optimize_samples: int = 256         # calibration samples simulated per evaluation
     optimize_weights: tuple = ()        # (lambda_e, lambda_l, lambda_p) of eq. 11; () = (1, 1/steps, 0)
-    snn_calibration: str = "none"       # none | bias: layer-wise bias calibration at calibration_steps (calibrate_snn)
+    snn_calibration: str = "none"       # none | bias | weights (then bias): layer-wise calibration at calibration_steps
     calibration_steps: int = 32         # the latency T the calibration corrects the rates at
     heads: tuple = ("all",)             # intermediate-prediction heads kept (place_heads): all | auto | none | names
     heads_steps: int = 100              # --heads auto: steps simulated per variant

@@ -97,3 +97,22 @@ def test_cli_refuses_without_calibration_data(tmp_path, digits_onnx, capsys):
     assert "--calib" in capsys.readouterr().err and not out.exists()
     assert main(["compile", str(digits_onnx), "--calibration-steps", "0", "-o", str(out), "-q"]) == 2
     assert "--calibration-steps" in capsys.readouterr().err and not out.exists()
+
+
+def test_weight_calibration_fits_each_layer_to_the_rates_it_receives(resnet):
+    """--snn-calibration weights: the first layer, fed the exact input, keeps its weights; every fit lowers (or
+    keeps) its layer's squared current error; neurons, thresholds and V0 stay; and on SpiNNaker (reset to zero, a
+    refractory step, delays) the rate error at T on the calibration data ends below the uncalibrated network's."""
+    path, x = resnet
+    before, after = _compiled(path, x, "none").snn, _compiled(path, x, "weights").snn
+    report = after.meta["snn_calibration"]["populations"]
+    fits = [r["weight_fit_mse"] for r in report if "weight_fit_mse" in r]
+    assert fits and all(b2 <= b1 for b1, b2 in fits) and any(b2 < b1 for b1, b2 in fits)
+    first = next(n for n in before.topo_order() if isinstance(before.payload(n), Population))
+    assert [p.ops for _, _, p in before.projections(first)] == [p.ops for _, _, p in after.projections(first)]
+    for name in before.topo_order():
+        if isinstance(before.payload(name), Population):
+            assert before.payload(name).neuron == after.payload(name).neuron
+    err_before = _channel_errors(before, _compiled(path, x, "none", "spinnaker").snn, x[:128])
+    err_after = _channel_errors(before, _compiled(path, x, "weights", "spinnaker").snn, x[:128])
+    assert np.mean(list(err_after.values())) < np.mean(list(err_before.values()))

@@ -21,6 +21,18 @@ or stay refractory, so the pass keeps the calibrated network only if its accurac
 images (with labels; else its agreement with the ANN) is at least the uncalibrated one's, and says so in a compile
 note either way.
 
+``--snn-calibration weights`` first fits each population's incoming weights, then corrects its bias as above (SNN
+Calibration's weight calibration, in the form of a layer-wise reconstruction): with r_q the firing rates at T that
+the (already calibrated) SNN's sources q actually deliver on the calibration images, a_q the ANN's normalised
+activations of the same sources, and W_q the one weighted op (Conv or Gemm) of each projection chain C_q,
+
+    W <- argmin_W  mean over images and neurons of  ( sum_q C_q(W_q; r_q) - sum_q C_q(W_q^ANN; a_q) )^2
+
+so that the layer's input current from the spikes it really receives matches the ANN's pre-activation (L-BFGS from
+W^ANN, a convex least-squares problem; chains with no or several weighted ops keep their weights). The ANN
+function changes by design at this level; the read-outs' weights are fitted too, since their input rates carry
+the same errors.
+
 The SNN is simulated in the target's own semantics: each candidate goes through the passes after this one
 (``ctx.finish``: ``quantize`` for integer targets, so the correction is quantised like every bias, and the
 chip's reset, refractory step and delays are what is measured). It runs after ``optimize``, whose rate scales and
@@ -37,13 +49,14 @@ import numpy as np
 import torch
 
 from neurocc.errors import NeuroccError
-from neurocc.ir import Graph
-from neurocc.ir.executor import run_rate
+from neurocc.ir import Graph, ops
+from neurocc.ir.executor import apply_chain, run_rate
 from neurocc.ir.snn import Population
 
 log = logging.getLogger(__name__)
 CALIBRATION_SAMPLES = 128       # images simulated per layer
 BATCH = 32
+FIT_ITERATIONS = 50             # L-BFGS iterations of a layer's weight fit
 
 
 def _depths(graph: Graph) -> dict:
@@ -52,6 +65,66 @@ def _depths(graph: Graph) -> dict:
     for name in graph.topo_order():
         depth[name] = max((depth[u] + 1 for u, _, _ in graph.projections(name)), default=0)
     return depth
+
+
+def _sources_of(g: Graph, names: list) -> list:
+    """The populations that feed ``names`` (input sources excluded: their rates are exact)."""
+    found = {u for n in names for u, _, _ in g.projections(n)}
+    return [u for u in g.topo_order() if u in found and isinstance(g.payload(u), Population)]
+
+
+def _weighted_index(chain: tuple):
+    """The index of a chain's only Conv/Gemm, or None where it has none or several."""
+    found = [i for i, op in enumerate(chain) if isinstance(op, (ops.Conv, ops.Gemm))]
+    return found[0] if len(found) == 1 else None
+
+
+def _fit_weights(g: Graph, name: str, snn_rates: dict, ann_values: dict) -> tuple[Graph, float, float]:
+    """Population ``name`` with the weights of its incoming projections fitted so that their summed current from
+    the SNN's rates matches the ANN's from its activations (module docstring); (graph, error before, after)."""
+    edges = list(g.nx.in_edges(name, keys=True, data=True))
+    with torch.no_grad():
+        target = sum(apply_chain(d["proj"].ops, ann_values[u]) for u, _, _, d in edges)
+    fixed, fitted = 0, []
+    for u, _, k, d in edges:
+        chain, i = d["proj"].ops, _weighted_index(d["proj"].ops)
+        source = snn_rates.get(u, ann_values[u])
+        if i is None:
+            with torch.no_grad():
+                fixed = fixed + apply_chain(chain, source)
+            continue
+        with torch.no_grad():
+            before = apply_chain(chain[:i], source)
+        weight = torch.tensor(np.array(chain[i].weight), dtype=torch.float32, requires_grad=True)
+        fitted.append((u, k, chain, i, before, weight))
+    if not fitted:
+        return g, 0.0, 0.0
+
+    def loss():
+        current = fixed
+        for _, _, chain, i, before, weight in fitted:
+            current = current + apply_chain(chain[i + 1:], ops.apply_weighted(chain[i], before, weight))
+        return torch.mean((current - target) ** 2)
+
+    with torch.no_grad():
+        start = float(loss())
+    opt = torch.optim.LBFGS([w for *_, w in fitted], max_iter=FIT_ITERATIONS, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        value = loss()
+        value.backward()
+        return value
+    opt.step(closure)
+    with torch.no_grad():
+        end = float(loss())
+    if not end < start:                     # no better fit (or a failed search): keep the weights
+        return g, start, start
+    out = g.copy()
+    for u, k, chain, i, _, weight in fitted:
+        new = chain[:i] + (dataclasses.replace(chain[i], weight=weight.detach().numpy()),) + chain[i + 1:]
+        out.nx.edges[u, name, k]["proj"] = dataclasses.replace(out.nx.edges[u, name, k]["proj"], ops=new)
+    return out, start, end
 
 
 def _channel_mean(values: np.ndarray, shape: tuple) -> np.ndarray:
@@ -90,14 +163,24 @@ def calibrate_snn(graph: Graph, ctx) -> Graph:
     steps = opts.calibration_steps
     finish = ctx.finish or (lambda g: g)
     with torch.no_grad():
-        targets = run_rate(graph, torch.from_numpy(np.ascontiguousarray(x)), saturate=True,
-                           keep=lambda n: isinstance(graph.payload(n), Population) or n in graph.outputs)
+        targets = run_rate(graph, torch.from_numpy(np.ascontiguousarray(x)), saturate=True, keep=lambda n: True)
     g = graph.copy()
     depth = _depths(g)
     spiking = [n for n in g.topo_order() if isinstance(g.payload(n), Population) and g.payload(n).readout == "spike"]
+    fit = opts.snn_calibration == "weights"
+    calibrated = spiking + ([n for n in g.outputs if g.payload(n).readout == "accumulate"] if fit else [])
     report = []
-    for level in ctx.progress(sorted({depth[n] for n in spiking}), desc="calibrating the SNN", unit="layer"):
-        stage = [n for n in spiking if depth[n] == level]
+    for level in ctx.progress(sorted({depth[n] for n in calibrated}), desc="calibrating the SNN", unit="layer"):
+        stage = [n for n in calibrated if depth[n] == level]
+        if fit:
+            snn = finish(g)
+            sources = [u for u in _sources_of(g, stage) if u in snn]
+            snn_rates = {u: torch.from_numpy(r.astype(np.float32)) for u, r in
+                         (_rates(snn, sources, x, steps) if sources else {}).items()}
+            for name in stage:
+                g, before, after = _fit_weights(g, name, snn_rates, targets)
+                report.append({"population": name, "weight_fit_mse": [before, after]})
+        stage = [n for n in stage if n in spiking]
         snn = finish(g)
         stage = [n for n in stage if n in snn]
         if not stage:
