@@ -116,3 +116,13 @@ def test_weight_calibration_fits_each_layer_to_the_rates_it_receives(resnet):
     err_before = _channel_errors(before, _compiled(path, x, "none", "spinnaker").snn, x[:128])
     err_after = _channel_errors(before, _compiled(path, x, "weights", "spinnaker").snn, x[:128])
     assert np.mean(list(err_after.values())) < np.mean(list(err_before.values()))
+
+
+def test_weight_calibration_runs_on_mnist8():
+    """mnist-8's 5 x 5 convolutions get gradients in a non-contiguous layout from oneDNN, which L-BFGS cannot
+    flatten; the fit makes them contiguous (this failed before)."""
+    from conftest import MNIST8
+    x = np.random.default_rng(0).uniform(0, 255, (16, 1, 28, 28)).astype(np.float32)
+    opts = CompileOptions(snn_calibration="weights", calibration_steps=4, max_pool="average")
+    snn = compile_graph(load_onnx(MNIST8)[0], CompileContext(opts, calib_x=x)).snn
+    assert snn.meta["snn_calibration"]["level"] == "weights"

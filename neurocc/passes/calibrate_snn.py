@@ -114,6 +114,8 @@ def _fit_weights(g: Graph, name: str, snn_rates: dict, ann_values: dict) -> tupl
         opt.zero_grad()
         value = loss()
         value.backward()
+        for *_, weight in fitted:          # L-BFGS flattens the gradients with view(), which needs them contiguous
+            weight.grad = weight.grad.contiguous()
         return value
     opt.step(closure)
     with torch.no_grad():
