@@ -1,14 +1,16 @@
-"""Layer-wise SNN calibration (`--snn-calibration bias`) against none: accuracy over time beside the ANN.
+"""Layer-wise SNN calibration (`--snn-calibration bias|weights`) against none: accuracy over time beside the ANN.
 
 Networks: ResNet-20 and ResNet-32 (../shared/data/models, 500 JPEG CIFAR-10 test images and 1,000 calibration
 images disjoint from them, two seeded splits), mnist-8 (tests/data; MNIST test images from ../shared/data) and the
-digits CNN (trained here). Each is compiled with `--snn-calibration none`, `bias` and `weights` (`--levels`;
-`--calibration-steps 32`),
-for the reference target and, for mnist-8 (`--max-pool average`) and the digits CNN, for loihi, spinnaker and
-truenorth; the accuracy at the listed steps comes from the reference simulator (every target's semantics) and the
-ANN's from onnxruntime. Compile time includes the calibration.
+digits CNN (trained here). Each is compiled with `--snn-calibration none`, `bias` and `weights` (`--levels`) for the
+reference target and, for mnist-8 (`--max-pool average`) and the digits CNN, for loihi, spinnaker and truenorth.
+A calibration is for the latency a user deploys at, so each calibrated network is compiled once per reported T with
+`--calibration-steps T` and its accuracy taken at that T (`--fixed-steps N`: compile once at N and read every T from
+one run). `--optimize N` adds `--optimize N --optimize-steps T --optimize-samples 128` to every compile. The
+accuracy comes from the reference simulator (every target's semantics), the ANN's from onnxruntime. Compile time
+includes the calibration.
 
-    python benchmarks/snn_calibration.py [--shared ../shared/data] [--only NAME ...]
+    python benchmarks/snn_calibration.py [--shared ../shared/data] [--only NAME ...] [--levels ...] [--optimize N]
 """
 from __future__ import annotations
 
@@ -41,14 +43,23 @@ def ann_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
     return float((out.reshape(len(x), -1).argmax(1) == y).mean())
 
 
-def measure(path, xc, xt, yt, target: str, level: str, steps: tuple, **options) -> tuple:
-    opts = CompileOptions(target=target, snn_calibration=level, **options)
-    t0 = time.perf_counter()
-    snn = compile_graph(load_onnx(path)[0], CompileContext(opts, calib_x=xc)).snn
-    seconds = time.perf_counter() - t0
-    trace = BACKENDS["reference"].run(snn, xt, max(steps), batch_size=32)
-    acc = (trace.readouts[snn.outputs[0]].potential.argmax(2) == yt[None]).mean(1)
-    return [f"{100 * acc[t - 1]:.1f}" for t in steps], seconds
+def measure(path, xc, xt, yt, target: str, level: str, steps: tuple, fixed: int, optimize: int,
+            **options) -> tuple:
+    """Accuracy at each of ``steps`` (%, as text) and the compile seconds: one compile calibrated at ``fixed`` steps,
+    or, with ``fixed`` 0 and a calibration level, one compile calibrated at each T."""
+    per_t = (level != "none" or optimize) and not fixed
+    accs, seconds = [], []
+    for horizon in (steps if per_t else (fixed or max(steps),)):
+        extra = dict(optimize=optimize, optimize_steps=horizon, optimize_samples=128) if optimize else {}
+        opts = CompileOptions(target=target, snn_calibration=level, calibration_steps=horizon, **extra, **options)
+        t0 = time.perf_counter()
+        snn = compile_graph(load_onnx(path)[0], CompileContext(opts, calib_x=xc)).snn
+        seconds.append(time.perf_counter() - t0)
+        run = max(steps) if not per_t else horizon
+        trace = BACKENDS["reference"].run(snn, xt, run, batch_size=32)
+        acc = (trace.readouts[snn.outputs[0]].potential.argmax(2) == yt[None]).mean(1)
+        accs += [acc[t - 1] for t in steps] if not per_t else [acc[horizon - 1]]
+    return [f"{100 * a:.1f}" for a in accs], "/".join(f"{s:.0f}" for s in seconds)
 
 
 def cifar_splits(shared: Path, seed: int):
@@ -66,6 +77,9 @@ def main() -> None:
     p.add_argument("--levels", nargs="+", default=["none", "bias", "weights"], help="calibration levels to measure")
     p.add_argument("--targets", nargs="+", default=["reference", "loihi", "spinnaker", "truenorth"],
                    help="targets for mnist-8 and the digits CNN")
+    p.add_argument("--fixed-steps", type=int, default=0, metavar="N",
+                   help="calibrate once at N steps instead of at each reported T")
+    p.add_argument("--optimize", type=int, default=0, metavar="N", help="also run --optimize N (evaluations)")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     rows, chips = [], []
@@ -78,8 +92,9 @@ def main() -> None:
             xc, xt, yt = cifar_splits(args.shared, seed)
             ann = ann_accuracy(path, xt, yt)
             for level in args.levels:
-                acc, seconds = measure(path, xc, xt, yt, "reference", level, (8, 16, 32, 64))
-                rows.append([net, f"split {seed}", f"{100 * ann:.1f}", level, *acc, f"{seconds:.1f}"])
+                acc, seconds = measure(path, xc, xt, yt, "reference", level, (8, 16, 32, 64), args.fixed_steps,
+                                       args.optimize)
+                rows.append([net, f"split {seed}", f"{100 * ann:.1f}", level, *acc, seconds])
                 print(rows[-1], file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         small = {k: v for k, v in networks(args.shared, Path(tmp)).items() if k in ("digits CNN", "mnist-8")}
@@ -90,13 +105,16 @@ def main() -> None:
             extra = {"max_pool": "average"} if net == "mnist-8" else {}
             for target in args.targets:
                 for level in args.levels:
-                    acc, seconds = measure(path, xc[:1000], xt, yt, target, level, (4, 8, 16, 32, 64), **extra)
-                    chips.append([net, target, level, *acc, f"{seconds:.1f}"])
+                    acc, seconds = measure(path, xc[:1000], xt, yt, target, level, (4, 8, 16, 32, 64),
+                                           args.fixed_steps, args.optimize, **extra)
+                    chips.append([net, target, level, *acc, seconds])
                     print(chips[-1], file=sys.stderr)
-    print("CIFAR-10, 500 test images, 1,000 calibration images (reference target), --calibration-steps 32:")
+    how = (f"--calibration-steps {args.fixed_steps}" if args.fixed_steps else "calibrated at each T")
+    how += f", --optimize {args.optimize}" if args.optimize else ""
+    print(f"CIFAR-10, 500 test images, 1,000 calibration images (reference target), {how}:")
     print(table(["network", "split", "ANN %", "calibration", "T=8", "T=16", "T=32", "T=64", "compile s"], rows,
                 align="lllrrrrrr"))
-    print("\n500 test images, 1,000 calibration images, --calibration-steps 32:")
+    print(f"\n500 test images, 1,000 calibration images, {how}:")
     print(table(["network", "target", "calibration", "T=4", "T=8", "T=16", "T=32", "T=64", "compile s"], chips,
                 align="lllrrrrrr"))
 

@@ -3,6 +3,8 @@
 * Only the biases of spiking populations change: projections, thresholds, V0 and read-outs stay as they were.
 * The first population's correction is its measured mean rate error at T, per channel.
 * On the calibration data the mean rate error at T, per channel, shrinks.
+* The pass simulates one depth at a time, replaying the spike trains it recorded upstream; what it recorded is the
+  final network's own full run, spike for spike, on every target.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from neurocc.frontend.onnx import load_onnx
 from neurocc.ir.executor import run_rate
 from neurocc.ir.snn import Population
 from neurocc.options import CompileOptions
-from neurocc.passes.calibrate_snn import _channel_mean, _rates
+from neurocc.backends.reference.simulator import Simulator
+from neurocc.passes import calibrate_snn
+from neurocc.passes.calibrate_snn import _channel_mean
 from neurocc.pipeline import CompileContext, compile_graph
 
 from models import cnn_families, data_init
@@ -26,6 +30,18 @@ STEPS = 16
 def _compiled(path, x, level, target="reference"):
     opts = CompileOptions(target=target, snn_calibration=level, calibration_steps=STEPS)
     return compile_graph(load_onnx(path)[0], CompileContext(opts, calib_x=x))
+
+
+def _trains(snn, names, x) -> dict:
+    """The spike trains of ``names`` in a full simulation of ``snn`` for STEPS steps."""
+    full = snn.copy()
+    full.outputs = tuple(names)
+    full.remove_dead()
+    return Simulator(full, record_trains=True).run(x, STEPS, batch_size=64).spike_trains
+
+
+def _rates(snn, names, x, steps) -> dict:
+    return {n: t.sum(axis=0, dtype=np.float64) / steps for n, t in _trains(snn, names, x).items()}
 
 
 def _channel_errors(float_graph, snn, x) -> dict:
@@ -77,6 +93,26 @@ def test_the_error_at_T_shrinks(resnet, target):
     first = next(iter(err_before))
     assert err_after[first] < err_before[first]
     assert np.mean(list(err_after.values())) < np.mean(list(err_before.values()))
+
+
+@pytest.mark.parametrize("target", ["reference", "loihi", "spinnaker", "truenorth"])
+@pytest.mark.parametrize("level", ["bias", "weights"])
+def test_the_replayed_trains_are_the_calibrated_networks_run(resnet, target, level, monkeypatch):
+    """What the pass recorded for each population (the last recording wins: after its correction) is what a full
+    simulation gives of the network it last simulated, in which every spiking layer is calibrated: the layers it
+    changed later did not change the runs it replays (the chips' quantisation included)."""
+    path, x = resnet
+    recorded, last, simulate = {}, [], calibrate_snn._simulate
+
+    def spy(snn, *args):
+        out = simulate(snn, *args)
+        recorded.update(out)
+        last[:] = [snn]
+        return out
+    monkeypatch.setattr(calibrate_snn, "_simulate", spy)
+    _compiled(path, x, level, target)
+    full = _trains(last[0], list(recorded), x[:128])
+    assert recorded and all(np.array_equal(recorded[n], full[n]) for n in recorded)
 
 
 def test_first_population_moves_by_its_mean_error(resnet):

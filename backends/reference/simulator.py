@@ -106,8 +106,8 @@ class _Gate:
 class _BatchRun:
     """Simulates one batch of samples through all steps, block by block."""
 
-    def __init__(self, sim: "Simulator", x: torch.Tensor, sample_ids: torch.Tensor):
-        self.sim, self.x, self.ids = sim, x, sample_ids
+    def __init__(self, sim: "Simulator", x: torch.Tensor, sample_ids: torch.Tensor, replay: dict):
+        self.sim, self.x, self.ids, self.replay = sim, x, sample_ids, replay
         g = sim.graph
         self.b = x.shape[0]
         state_dtype = torch.int64 if sim.integer else sim.dtype
@@ -145,6 +145,10 @@ class _BatchRun:
                 spikes[name], constant[name] = self._source(name, t0, t1), sim.constant_input(name)
                 if not constant[name]:
                     record.spikes(name, spikes[name])
+                continue
+            if name in self.replay:
+                spikes[name], constant[name] = self.replay[name][t0:t1].to(sim.dtype), False
+                record.spikes(name, spikes[name])
                 continue
             current = 0
             for src, _, k, proj in sim.incoming[name]:
@@ -495,10 +499,15 @@ class Simulator:
         return int(max(1, min(steps, _BLOCK_BYTES // max(per_step, 1))))
 
     @torch.no_grad()
-    def run_batch(self, x: np.ndarray, steps: int, sample_ids: np.ndarray, block: Optional[int] = None) -> Trace:
+    def run_batch(self, x: np.ndarray, steps: int, sample_ids: np.ndarray, block: Optional[int] = None,
+                  replay: Optional[dict] = None) -> Trace:
+        """One batch through ``steps`` steps. ``replay`` maps populations to spike trains (steps, B, *shape) that
+        they emit instead of integrating their input: a population without incoming projections then stands for
+        a recorded run of the network upstream of it (``calibrate_snn`` simulates one depth at a time so)."""
         xt = torch.as_tensor(np.ascontiguousarray(x), dtype=self.dtype, device=self.device)
         ids = torch.as_tensor(sample_ids, dtype=torch.int64, device=self.device)
-        run = _BatchRun(self, xt, ids)
+        replay = {n: torch.as_tensor(v, device=self.device) for n, v in (replay or {}).items()}
+        run = _BatchRun(self, xt, ids, replay)
         rec = _Recorder(self, steps, xt.shape[0])
         block = block or self.block_steps(xt.shape[0], steps)
         for t0 in range(0, steps, block):

@@ -12,9 +12,13 @@ that each layer is corrected for the (already corrected) spikes it actually rece
                                                      channel c (a dense layer: each neuron is its own channel)
 
 A constant bias change of mu raises the charge a neuron integrates by mu a step, so its count at T by about T mu,
-the expected error; nothing but the biases of spiking populations changes, and the targets stay the original ANN's. Populations at the same depth (longest path from the input) are corrected together from one
-simulation, which runs only the graph up to them. Accumulating read-outs are not corrected: they integrate their
-input exactly, so their error is their inputs' (correcting their per-class bias too was measured: no gain).
+the expected error; nothing but the biases of spiking populations changes, and the targets stay the original ANN's.
+Populations at the same depth (longest path from the input) are corrected together. Their layer is all that is
+simulated: the populations that feed it replay the spike trains recorded when they were calibrated (the reference
+simulator's ``replay``; a layer's run depends only on the spikes it receives, and calibrating it changes nothing
+upstream), so the pass costs about two simulations of the network, not one per depth. Accumulating read-outs are
+not corrected: they integrate their input exactly, so their error is their inputs' (correcting their per-class bias
+too was measured: no gain).
 
 A correction that assumes a rate proportional to the input is only first-order for neurons that reset to zero
 or stay refractory, so the pass keeps the calibrated network only if its accuracy at T on the calibration
@@ -136,21 +140,31 @@ def _channel_mean(values: np.ndarray, shape: tuple) -> np.ndarray:
     return values.mean(axis=0).reshape(shape)
 
 
-def _rates(snn: Graph, names: list, x: np.ndarray, steps: int) -> dict:
-    """Each population's firing rate after ``steps`` steps, (samples, *shape), simulating only the graph up to
-    ``names`` (the reference simulator: every target's semantics)."""
+def _simulate(snn: Graph, names: list, x: np.ndarray, steps: int, trains: dict) -> dict:
+    """The spike trains (steps, samples, *shape) int8 of populations ``names`` of the finished candidate ``snn``,
+    simulating only them: each population that feeds them replays its train from ``trains``, recorded from the same
+    network when it was calibrated (the reference simulator: every target's semantics)."""
     from neurocc.backends.reference.simulator import Simulator
-    prefix = snn.copy()
-    prefix.outputs = tuple(names)
-    prefix.remove_dead()
-    sim = Simulator(prefix)
+    sources = {u for n in names for u, _, _ in snn.projections(n)} - set(snn.inputs)
+    sub = snn.copy()
+    sub.nx.remove_nodes_from([n for n in snn.nodes() if n not in sources | set(names) | set(snn.inputs)])
+    sub.nx.remove_edges_from([(u, v, k) for v in sources for u, _, k in list(sub.nx.in_edges(v, keys=True))])
+    sub.outputs = ()                # no read-outs: the populations then take the fused kernel, and only trains are kept
+    sim = Simulator(sub, record_trains=True)
     out = {name: [] for name in names}
     for start in range(0, len(x), BATCH):
-        trace = sim.run_batch(x[start:start + BATCH], steps, np.arange(start, min(len(x), start + BATCH)))
+        part = slice(start, min(len(x), start + BATCH))
+        trace = sim.run_batch(x[part], steps, np.arange(part.start, part.stop),
+                              replay={u: torch.from_numpy(trains[u][:, part]) for u in sources})
         for name in names:
-            count = trace.readouts[name].count[-1]
-            out[name].append(count.reshape((len(count),) + snn.shape(name)) / steps)
-    return {name: np.concatenate(parts) for name, parts in out.items()}
+            out[name].append(trace.spike_trains[name])
+    # the fused kernel's trains are channels-last: stored in the default order, as the weight fits expect them
+    return {name: np.ascontiguousarray(np.concatenate(parts, axis=1)) for name, parts in out.items()}
+
+
+def _rate(train: np.ndarray) -> np.ndarray:
+    """A spike train's firing rate per sample and neuron, (samples, *shape)."""
+    return train.sum(axis=0, dtype=np.float64) / len(train)
 
 
 def calibrate_snn(graph: Graph, ctx) -> Graph:
@@ -171,30 +185,30 @@ def calibrate_snn(graph: Graph, ctx) -> Graph:
     spiking = [n for n in g.topo_order() if isinstance(g.payload(n), Population) and g.payload(n).readout == "spike"]
     fit = opts.snn_calibration == "weights"
     calibrated = spiking + ([n for n in g.outputs if g.payload(n).readout == "accumulate"] if fit else [])
-    report = []
+    report, trains = [], {}
     for level in ctx.progress(sorted({depth[n] for n in calibrated}), desc="calibrating the SNN", unit="layer"):
         stage = [n for n in calibrated if depth[n] == level]
         if fit:
-            snn = finish(g)
-            sources = [u for u in _sources_of(g, stage) if u in snn]
-            snn_rates = {u: torch.from_numpy(r.astype(np.float32)) for u, r in
-                         (_rates(snn, sources, x, steps) if sources else {}).items()}
+            snn_rates = {u: torch.from_numpy(_rate(trains[u]).astype(np.float32))
+                         for u in _sources_of(g, stage) if u in trains}
             for name in stage:
                 g, before, after = _fit_weights(g, name, snn_rates, targets)
                 report.append({"population": name, "weight_fit_mse": [before, after]})
-        stage = [n for n in stage if n in spiking]
         snn = finish(g)
-        stage = [n for n in stage if n in snn]
+        stage = [n for n in stage if n in spiking and n in snn]
         if not stage:
             continue
-        rates = _rates(snn, stage, x, steps)
+        measured = _simulate(snn, stage, x, steps, trains)
         for name in stage:
             target = targets[name].numpy().astype(np.float64)
-            error = target - rates[name]
+            error = target - _rate(measured[name])
             node = g.payload(name)
             g.set_payload(name, dataclasses.replace(node, bias=node.bias + _channel_mean(error, g.shape(name))))
             report.append({"population": name, "mean_abs_error": float(np.abs(error).mean()),
                            "mean_error": float(error.mean())})
+        trains.update(_simulate(finish(g), stage, x, steps, trains))    # the corrected layer, for those it feeds
+        for u in [u for u in trains if all(depth[v] <= level for v in g.nx.successors(u))]:
+            del trains[u]
     truth = (ctx.calib_y[:len(x)] if ctx.calib_y is not None else
              targets[graph.outputs[0]].numpy().reshape(len(x), -1).argmax(1))
     scores = {"uncalibrated": _accuracy_at(finish(graph), x, truth, steps),
