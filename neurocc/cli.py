@@ -850,7 +850,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a BNTT network's early exit (bntt 3.4): run stops after the last step at which some layer's "
                         "mean gamma_t is at least THRESHOLD (default 0.1)")
     c.add_argument("--calibration-steps", type=int, default=32, metavar="T",
-                   help="the latency T --snn-calibration corrects the rates at (default 32)")
+                   help="the latency T --snn-calibration corrects the rates at: set it to the steps you will "
+                        "run (a network calibrated at 32 is less accurate at 16 than one calibrated at 16; default 32)")
     c.add_argument("--heads", nargs="+", default=["all"], metavar="NAME|auto|all|none",
                    help="intermediate-prediction heads (model outputs with the final output's class count) kept as "
                         "read-outs for Bayesian fusion (bayesian-fusion 3): the named ones, all (default), none, or "
